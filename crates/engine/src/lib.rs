@@ -1,0 +1,370 @@
+//! # engine — decoder inference on llama.cpp, driven from Rust
+//!
+//! Why this crate exists: rightsize serves small models on one CPU box or one GPU, so every
+//! token must cost what it costs in llama.cpp and no more, while many requests share one
+//! model. llama.cpp (through `llama-cpp-2`) measured 1.7x–3.4x faster than candle for decoding
+//! on our 2-core machines, so it runs the math; this crate owns everything around it:
+//!
+//! - [`model`]: memory-mapped GGUF loading, with clear errors for bad files.
+//! - [`template`]: the model's own Jinja chat template, rendered with minijinja.
+//! - `worker`: our continuous batching — one context, many sequence ids, new sequences join
+//!   between steps, chunked prefill, KV cells freed as soon as a sequence ends.
+//! - [`sampling`]: per-sequence sampling and log-probabilities in Rust.
+//! - [`constraint`]: JSON Schema / regex / label constraints through llguidance.
+//!
+//! The [`Engine`] handle is `Send + Sync`: callers on any thread (or async task) submit
+//! requests and read tokens from a per-sequence channel. Dropping a [`Sequence`] cancels it.
+
+pub mod constraint;
+mod error;
+pub mod model;
+mod request;
+pub mod sampling;
+mod stats;
+pub mod stop;
+pub mod template;
+mod worker;
+
+pub use constraint::Constraint;
+pub use error::EngineError;
+pub use model::ModelInfo;
+pub use request::{Completion, Event, Finish, FinishReason, GenerateRequest, Priority, Prompt, Sequence, TokenEvent, TokenLogprob};
+pub use sampling::SamplingParams;
+pub use stats::{EngineStats, StatsSnapshot};
+pub use template::ChatMessage;
+
+use constraint::ConstraintCompiler;
+use llama_cpp_2::{context::params::LlamaContextParams, model::LlamaModel, token::LlamaToken};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{atomic::AtomicBool, atomic::Ordering, mpsc, Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use template::ChatTemplate;
+use worker::{Cmd, GenJob, Job, Limits, ScoreJob};
+
+/// How one loaded model is run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// KV cache cells shared by all sequences (0: the model's trained context, capped at 8192).
+    pub n_ctx: u32,
+    /// Most sequences decoded together.
+    pub n_seq_max: u32,
+    /// Most tokens in one decode step.
+    pub n_batch: u32,
+    /// Most prompt tokens added to a step while other sequences are decoding.
+    pub prefill_chunk: u32,
+    /// CPU threads (0: all cores).
+    pub n_threads: u32,
+    /// Layers offloaded to the GPU (only with the `cuda` feature; 0 on CPU builds).
+    pub n_gpu_layers: u32,
+    /// Most requests waiting for a slot before `submit` answers `QueueFull`.
+    pub max_queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            n_ctx: 0,
+            n_seq_max: 16,
+            n_batch: 512,
+            prefill_chunk: 256,
+            n_threads: 0,
+            n_gpu_layers: if cfg!(feature = "cuda") { 999 } else { 0 },
+            max_queue: 256,
+        }
+    }
+}
+
+/// Default CPU thread count: every core the process may use.
+pub fn default_threads() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+struct Shared {
+    model: LlamaModel,
+    info: ModelInfo,
+    template: Option<ChatTemplate>,
+    compiler: OnceLock<Result<ConstraintCompiler, String>>,
+    limits_per_seq: usize,
+    n_ctx: usize,
+    max_queue: usize,
+    stats: Arc<EngineStats>,
+}
+
+/// A loaded model and its batching loop.
+pub struct Engine {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Cmd>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    config: EngineConfig,
+    load_time: std::time::Duration,
+}
+
+impl Engine {
+    /// Load `path` (memory-mapped) and start its batching loop.
+    pub fn load(path: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        let t0 = Instant::now();
+        if config.n_seq_max == 0 || config.n_batch == 0 || config.prefill_chunk == 0 {
+            return Err(EngineError::InvalidRequest("n_seq_max, n_batch and prefill_chunk must be > 0".into()));
+        }
+        if config.n_batch < config.n_seq_max {
+            return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));
+        }
+        let (model, info) = model::load(path, config.n_gpu_layers)?;
+        let n_ctx = if config.n_ctx == 0 { info.context_length.min(8192) } else { config.n_ctx };
+        let per_seq = n_ctx.min(info.context_length) as usize;
+        let template = match &info.chat_template {
+            Some(src) => Some(ChatTemplate::new(
+                src,
+                info.bos_token.as_deref().unwrap_or(""),
+                info.eos_token.as_deref().unwrap_or(""),
+            )?),
+            None => None,
+        };
+        let stats = Arc::new(EngineStats::default());
+        let shared = Arc::new(Shared {
+            model,
+            info,
+            template,
+            compiler: OnceLock::new(),
+            limits_per_seq: per_seq,
+            n_ctx: n_ctx as usize,
+            max_queue: config.max_queue,
+            stats: stats.clone(),
+        });
+        let threads = if config.n_threads == 0 { default_threads() } else { config.n_threads } as i32;
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(config.n_batch)
+            .with_n_ubatch(config.n_batch)
+            .with_n_seq_max(config.n_seq_max)
+            .with_kv_unified(true)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let limits = Limits {
+            n_ctx: n_ctx as usize,
+            n_seq_max: config.n_seq_max as usize,
+            n_batch: config.n_batch as usize,
+            prefill_chunk: config.prefill_chunk as usize,
+            per_seq_limit: per_seq,
+        };
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let sh = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("engine:{}", sh.info.name.clone().unwrap_or_default()))
+            .spawn(move || {
+                let ctx = match sh.model.new_context(model::backend(), ctx_params) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                worker::run(&sh.model, ctx, rx, limits, stats);
+            })
+            .map_err(|e| EngineError::Context(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(EngineError::Context(e)),
+            Err(_) => return Err(EngineError::Context("engine thread exited during start-up".into())),
+        }
+        Ok(Self { shared, tx, worker: Mutex::new(Some(worker)), config, load_time: t0.elapsed() })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.shared.info
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Wall time `load` took (file map, context and KV allocation, thread start).
+    pub fn load_time(&self) -> std::time::Duration {
+        self.load_time
+    }
+
+    /// KV cells shared by all sequences, and the most one sequence may use.
+    pub fn context_cells(&self) -> (usize, usize) {
+        (self.shared.n_ctx, self.shared.limits_per_seq)
+    }
+
+    /// Bytes of the KV cache (f16 K and V for every cell).
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.shared.n_ctx as u64 * self.shared.info.kv_bytes_per_token()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Tokenize text; special-token markup (e.g. `<|im_start|>`) is parsed, BOS added when the
+    /// model asks for it.
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<i32> {
+        self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0).collect()
+    }
+
+    /// Text of tokens.
+    pub fn detokenize(&self, tokens: &[i32]) -> String {
+        let v = self.shared.model.vocab();
+        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| v.token_to_piece(LlamaToken(t), false, None)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Format chat messages with the model's own template.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        self.shared.template.as_ref().ok_or(EngineError::NoChatTemplate)?.render(messages)
+    }
+
+    /// The prompt as tokens.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<i32>, EngineError> {
+        let tokens = match prompt {
+            Prompt::Tokens(t) => {
+                let n_vocab = self.shared.info.n_vocab as i32;
+                if let Some(bad) = t.iter().find(|&&x| x < 0 || x >= n_vocab) {
+                    return Err(EngineError::InvalidRequest(format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+                }
+                t.clone()
+            }
+            Prompt::Text(s) => self.tokenize(s, true),
+            Prompt::Chat(m) => {
+                let text = self.apply_chat_template(m)?;
+                let bos = self.shared.info.bos_token.as_deref().unwrap_or("");
+                // The template may already write BOS; never add a second one.
+                let starts_with_bos = !bos.is_empty() && text.starts_with(bos);
+                self.tokenize(&text, !starts_with_bos)
+            }
+        };
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidRequest("the prompt is empty".into()));
+        }
+        Ok(tokens)
+    }
+
+    fn compiler(&self) -> Result<&ConstraintCompiler, EngineError> {
+        self.shared
+            .compiler
+            .get_or_init(|| {
+                let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.shared.model);
+                ConstraintCompiler::new(env).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| EngineError::InvalidConstraint(e.clone()))
+    }
+
+    /// Check a constraint compiles for this model, without running anything.
+    pub fn check_constraint(&self, c: &Constraint) -> Result<(), EngineError> {
+        self.compiler()?.compile(c).map(|_| ())
+    }
+
+    fn enqueue(&self, job: Job) -> Result<(), EngineError> {
+        let q = self.shared.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if q >= self.shared.max_queue {
+            self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(EngineError::QueueFull(q));
+        }
+        self.tx.send(Cmd::Job(Box::new(job))).map_err(|_| {
+            self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            EngineError::ShutDown
+        })
+    }
+
+    /// Start a sequence. Tokenizing, templating and compiling the constraint happen here, on
+    /// the caller's thread, so bad input fails before it is queued.
+    pub fn submit(&self, req: GenerateRequest) -> Result<Sequence, EngineError> {
+        req.params.validate().map_err(EngineError::InvalidRequest)?;
+        let tokens = self.prompt_tokens(&req.prompt)?;
+        let limit = self.shared.limits_per_seq;
+        if tokens.len() >= limit {
+            return Err(EngineError::PromptTooLong { prompt_tokens: tokens.len(), limit });
+        }
+        let matcher = match &req.constraint {
+            Some(c) => Some(self.compiler()?.compile(c)?),
+            None => None,
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let prompt_tokens = tokens.len();
+        let max_tokens = req.params.max_tokens.min(limit - tokens.len());
+        let job = GenJob {
+            sampler: sampling::Sampler::new(req.params.clone(), &tokens),
+            tokens,
+            matcher,
+            stops: req.params.stop.clone(),
+            logprobs: req.logprobs,
+            max_tokens,
+            ignore_eos: req.params.ignore_eos,
+            priority: req.priority,
+            tx,
+            cancel: cancel.clone(),
+            submitted: Instant::now(),
+        };
+        self.enqueue(Job::Generate(job))?;
+        Ok(Sequence { rx, cancel, prompt_tokens })
+    }
+
+    /// Generate to the end (blocking; not for async contexts).
+    pub fn generate(&self, req: GenerateRequest) -> Result<Completion, EngineError> {
+        self.submit(req)?.collect_blocking(|_| {})
+    }
+
+    /// Log-likelihood of each continuation after `prompt`: `sum log p(token)` over the
+    /// continuation's tokens. Used to score a fixed label set. Blocking.
+    pub fn score_continuations(&self, prompt: &Prompt, continuations: &[String]) -> Result<Vec<ContinuationScore>, EngineError> {
+        let base = self.prompt_tokens(prompt)?;
+        let (reply, results) = mpsc::channel();
+        let mut lens = Vec::new();
+        for (index, c) in continuations.iter().enumerate() {
+            let cont = self.tokenize(c, false);
+            if cont.is_empty() {
+                return Err(EngineError::InvalidRequest(format!("continuation {index} is empty")));
+            }
+            let mut tokens = base.clone();
+            tokens.extend_from_slice(&cont);
+            if tokens.len() >= self.shared.limits_per_seq {
+                return Err(EngineError::PromptTooLong { prompt_tokens: tokens.len(), limit: self.shared.limits_per_seq });
+            }
+            lens.push(cont.len());
+            self.enqueue(Job::Score(ScoreJob { tokens, prompt_len: base.len(), reply: reply.clone(), index }))?;
+        }
+        drop(reply);
+        let mut out: Vec<Option<f64>> = vec![None; continuations.len()];
+        for (i, lp) in results.iter() {
+            out[i] = Some(lp);
+        }
+        out.into_iter()
+            .zip(lens)
+            .map(|(lp, n)| {
+                lp.map(|logprob| ContinuationScore { logprob, n_tokens: n }).ok_or_else(|| EngineError::Decode("scoring was interrupted".into()))
+            })
+            .collect()
+    }
+}
+
+/// Log-likelihood of one continuation.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ContinuationScore {
+    pub logprob: f64,
+    pub n_tokens: usize,
+}
+
+/// Softmax of label log-likelihoods: each label's probability within the label set.
+pub fn normalise_scores(scores: &[ContinuationScore]) -> Vec<f64> {
+    let max = scores.iter().map(|s| s.logprob).fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scores.iter().map(|s| (s.logprob - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Shutdown);
+        if let Some(h) = self.worker.lock().ok().and_then(|mut w| w.take()) {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Live counters of one engine, read by `bench`, the pool and `/metrics` without locking.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub queued: AtomicUsize,
+    pub running: AtomicUsize,
+    pub completed: AtomicU64,
+    pub tokens_out: AtomicU64,
+    pub steps: AtomicU64,
+    pub batch_tokens: AtomicU64,
+    pub decode_micros: AtomicU64,
+}
+
+impl EngineStats {
+    pub(crate) fn record_step(&self, n_tokens: usize, took: Duration) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.batch_tokens.fetch_add(n_tokens as u64, Ordering::Relaxed);
+        self.decode_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A plain-value copy.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            queued: self.queued.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed),
+            tokens_out: self.tokens_out.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+            batch_tokens: self.batch_tokens.load(Ordering::Relaxed),
+            decode_time: Duration::from_micros(self.decode_micros.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub queued: usize,
+    pub running: usize,
+    pub completed: u64,
+    pub tokens_out: u64,
+    pub steps: u64,
+    pub batch_tokens: u64,
+    pub decode_time: Duration,
+}

@@ -1,0 +1,358 @@
+//! The continuous-batching loop. One thread owns the llama.cpp context; every step it
+//! (1) takes new sequences in between decode steps, (2) builds one `LlamaBatch` holding the
+//! next token of every decoding sequence plus a bounded chunk of pending prompt tokens, so a
+//! long prompt never stalls running decodes, (3) decodes once, (4) samples each sequence with
+//! its own parameters and constraint, and (5) frees the KV cells of finished sequences at once.
+
+use crate::request::{Event, Finish, FinishReason, Priority, TokenEvent, TokenLogprob};
+use crate::sampling::{log_sum_exp, top_logprobs, Sampler};
+use crate::stop::TextStream;
+use crate::stats::EngineStats;
+use llama_cpp_2::{context::LlamaContext, llama_batch::LlamaBatch, model::LlamaModel, token::LlamaToken};
+use llguidance::Matcher;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Work for the loop.
+pub(crate) enum Job {
+    Generate(GenJob),
+    Score(ScoreJob),
+}
+
+pub(crate) struct GenJob {
+    pub tokens: Vec<i32>,
+    pub sampler: Sampler,
+    pub matcher: Option<Matcher>,
+    pub stops: Vec<String>,
+    pub logprobs: Option<usize>,
+    pub max_tokens: usize,
+    pub ignore_eos: bool,
+    pub priority: Priority,
+    pub tx: UnboundedSender<Event>,
+    pub cancel: Arc<AtomicBool>,
+    pub submitted: Instant,
+}
+
+/// Log-likelihood of `tokens[prompt_len..]` given `tokens[..prompt_len]`.
+pub(crate) struct ScoreJob {
+    pub tokens: Vec<i32>,
+    pub prompt_len: usize,
+    pub reply: mpsc::Sender<(usize, f64)>,
+    pub index: usize,
+}
+
+pub(crate) enum Cmd {
+    Job(Box<Job>),
+    Shutdown,
+}
+
+pub(crate) struct Limits {
+    pub n_ctx: usize,
+    pub n_seq_max: usize,
+    pub n_batch: usize,
+    pub prefill_chunk: usize,
+    pub per_seq_limit: usize,
+}
+
+enum Phase {
+    Prefill,
+    Decode { last: i32 },
+}
+
+struct Active {
+    job: Job,
+    slot: i32,
+    n_past: usize,
+    phase: Phase,
+    reserved: usize,
+    /// Batch indices with logits this step: (batch index, position of the token).
+    outputs: Vec<(i32, usize)>,
+    // generation bookkeeping
+    generated: usize,
+    stream: TextStream,
+    started: Instant,
+    first_token: Option<Instant>,
+    score: f64,
+}
+
+impl Active {
+    fn tokens(&self) -> &[i32] {
+        match &self.job {
+            Job::Generate(g) => &g.tokens,
+            Job::Score(s) => &s.tokens,
+        }
+    }
+}
+
+fn reservation(job: &Job, limits: &Limits) -> usize {
+    match job {
+        Job::Generate(g) => (g.tokens.len() + g.max_tokens).min(limits.per_seq_limit),
+        Job::Score(s) => s.tokens.len(),
+    }
+}
+
+fn priority(job: &Job) -> Priority {
+    match job {
+        Job::Generate(g) => g.priority,
+        Job::Score(_) => Priority::Interactive,
+    }
+}
+
+pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Receiver<Cmd>, limits: Limits, stats: Arc<EngineStats>) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut active: Vec<Active> = Vec::new();
+    let mut free_slots: Vec<i32> = (0..limits.n_seq_max as i32).rev().collect();
+    let mut batch = LlamaBatch::new(limits.n_batch, 1);
+    let mut reserved_total = 0usize;
+    let n_vocab = model.n_vocab() as usize;
+    let mut raw = vec![0f32; n_vocab];
+    let mut work: Vec<f32> = Vec::with_capacity(n_vocab);
+
+    loop {
+        // 1. Take commands: block only when there is nothing to do.
+        let mut shutdown = false;
+        if active.is_empty() && waiting.is_empty() {
+            match rx.recv() {
+                Ok(Cmd::Job(j)) => waiting.push_back(*j),
+                Ok(Cmd::Shutdown) | Err(_) => return,
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Cmd::Job(j)) => waiting.push_back(*j),
+                Ok(Cmd::Shutdown) => shutdown = true,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    shutdown = true;
+                    break;
+                }
+            }
+        }
+        if shutdown {
+            return;
+        }
+
+        // 2. Drop cancelled sequences, freeing their cells.
+        active.retain_mut(|a| {
+            let Job::Generate(g) = &a.job else { return true };
+            if !g.cancel.load(Ordering::Relaxed) {
+                return true;
+            }
+            finish(&mut ctx, a, FinishReason::Cancelled, &mut free_slots, &mut reserved_total, &stats);
+            false
+        });
+        waiting.retain(|j| match j {
+            Job::Generate(g) if g.cancel.load(Ordering::Relaxed) => {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                false
+            }
+            _ => true,
+        });
+
+        // 3. Admit waiting sequences (interactive first) while slots and KV cells allow.
+        while !free_slots.is_empty() && !waiting.is_empty() {
+            let pick = waiting.iter().position(|j| priority(j) == Priority::Interactive).unwrap_or(0);
+            let need = reservation(&waiting[pick], &limits);
+            if reserved_total + need > limits.n_ctx && !active.is_empty() {
+                break;
+            }
+            let job = waiting.remove(pick).expect("index from position");
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let slot = free_slots.pop().expect("checked non-empty");
+            reserved_total += need;
+            let stops = match &job {
+                Job::Generate(g) => g.stops.clone(),
+                Job::Score(_) => Vec::new(),
+            };
+            active.push(Active {
+                job,
+                slot,
+                n_past: 0,
+                phase: Phase::Prefill,
+                reserved: need,
+                outputs: Vec::new(),
+                generated: 0,
+                stream: TextStream::new(&stops),
+                started: Instant::now(),
+                first_token: None,
+                score: 0.0,
+            });
+        }
+        stats.running.store(active.len(), Ordering::Relaxed);
+        if active.is_empty() {
+            continue;
+        }
+
+        // 4. Build one batch: every decoding sequence's next token, then prompt chunks.
+        batch.clear();
+        for a in active.iter_mut() {
+            a.outputs.clear();
+            if let Phase::Decode { last } = a.phase {
+                let idx = batch.n_tokens();
+                batch.add(LlamaToken(last), a.n_past as i32, &[a.slot], true).expect("batch sized for n_seq_max");
+                a.outputs.push((idx, a.n_past));
+            }
+        }
+        let decoding = batch.n_tokens() as usize;
+        let mut budget = if decoding > 0 { limits.prefill_chunk } else { limits.n_batch };
+        budget = budget.min(limits.n_batch - decoding);
+        for a in active.iter_mut() {
+            if budget == 0 {
+                break;
+            }
+            if !matches!(a.phase, Phase::Prefill) {
+                continue;
+            }
+            let (total, want_from, want_to) = match &a.job {
+                Job::Generate(g) => (g.tokens.len(), g.tokens.len() - 1, g.tokens.len() - 1),
+                Job::Score(s) => (s.tokens.len(), s.prompt_len - 1, s.tokens.len() - 2),
+            };
+            let end = (a.n_past + budget).min(total);
+            for pos in a.n_past..end {
+                let logits = pos >= want_from && pos <= want_to;
+                let idx = batch.n_tokens();
+                batch.add(LlamaToken(a.tokens()[pos]), pos as i32, &[a.slot], logits).expect("within n_batch");
+                if logits {
+                    a.outputs.push((idx, pos));
+                }
+            }
+            budget -= end - a.n_past;
+            a.n_past = end;
+        }
+        if batch.n_tokens() == 0 {
+            continue;
+        }
+
+        // 5. One forward pass for everyone.
+        let t = Instant::now();
+        if let Err(e) = ctx.decode(&mut batch) {
+            tracing::error!(error = %e, "decode failed; failing the sequences in this batch");
+            for mut a in active.drain(..) {
+                if let Job::Generate(g) = &a.job {
+                    let _ = g.tx.send(Event::Error(format!("decode failed: {e}")));
+                }
+                release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total);
+            }
+            continue;
+        }
+        stats.record_step(batch.n_tokens() as usize, t.elapsed());
+
+        // 6. Sample / score every sequence that produced logits.
+        let mut done: Vec<(usize, FinishReason)> = Vec::new();
+        for (i, a) in active.iter_mut().enumerate() {
+            if a.outputs.is_empty() {
+                continue;
+            }
+            match &mut a.job {
+                Job::Score(s) => {
+                    for &(idx, pos) in &a.outputs {
+                        let logits = ctx.get_logits_ith(idx);
+                        let lse = log_sum_exp(logits);
+                        a.score += (logits[s.tokens[pos + 1] as usize] - lse) as f64;
+                    }
+                    if a.n_past == s.tokens.len() {
+                        let _ = s.reply.send((s.index, a.score));
+                        done.push((i, FinishReason::Stop));
+                    }
+                }
+                Job::Generate(g) => {
+                    let (idx, _) = a.outputs[0];
+                    if matches!(a.phase, Phase::Decode { .. }) {
+                        a.n_past += 1;
+                    }
+                    let logits = ctx.get_logits_ith(idx);
+                    // Copy only when a constraint must mask; otherwise sample in place.
+                    let view: &[f32] = match g.matcher.as_mut() {
+                        None => logits,
+                        Some(m) => match m.compute_mask_or_eos() {
+                            Ok(mask) => {
+                                raw.copy_from_slice(logits);
+                                for (t, l) in raw.iter_mut().enumerate() {
+                                    if !mask.is_allowed(t as u32) {
+                                        *l = f32::NEG_INFINITY;
+                                    }
+                                }
+                                &raw
+                            }
+                            Err(e) => {
+                                let _ = g.tx.send(Event::Error(format!("constraint failed: {e}")));
+                                done.push((i, FinishReason::Stop));
+                                continue;
+                            }
+                        },
+                    };
+                    let tok = g.sampler.sample(view, &mut work);
+                    g.sampler.accept(tok);
+                    if let Some(m) = g.matcher.as_mut() {
+                        let _ = m.consume_token(tok as u32);
+                    }
+                    let now = Instant::now();
+                    if a.first_token.is_none() {
+                        a.first_token = Some(now);
+                    }
+                    a.generated += 1;
+                    let is_eog = model.vocab().is_eog(LlamaToken(tok)) && !g.ignore_eos;
+                    if is_eog {
+                        done.push((i, FinishReason::Stop));
+                        continue;
+                    }
+                    let piece = model.vocab().token_to_piece(LlamaToken(tok), false, None);
+                    let logprob = g.logprobs.map(|n| {
+                        let lse = log_sum_exp(view);
+                        let text = |t: i32| String::from_utf8_lossy(&model.vocab().token_to_piece(LlamaToken(t), false, None)).into_owned();
+                        TokenLogprob {
+                            token: String::from_utf8_lossy(&piece).into_owned(),
+                            logprob: view[tok as usize] - lse,
+                            top: top_logprobs(view, lse, n).into_iter().map(|(t, lp)| (text(t), lp)).collect(),
+                        }
+                    });
+                    let fed = a.stream.feed(&piece);
+                    if g.tx.send(Event::Token(TokenEvent { id: tok, text: fed.delta, logprob })).is_err() {
+                        done.push((i, FinishReason::Cancelled));
+                        continue;
+                    }
+                    let grammar_done = g.matcher.as_ref().is_some_and(|m| m.is_stopped());
+                    if fed.stopped || grammar_done {
+                        done.push((i, FinishReason::Stop));
+                    } else if a.generated >= g.max_tokens || a.n_past + 1 >= limits.per_seq_limit {
+                        done.push((i, FinishReason::Length));
+                    } else {
+                        a.phase = Phase::Decode { last: tok };
+                    }
+                }
+            }
+        }
+        for (i, reason) in done.into_iter().rev() {
+            let mut a = active.swap_remove(i);
+            finish(&mut ctx, &mut a, reason, &mut free_slots, &mut reserved_total, &stats);
+        }
+        stats.running.store(active.len(), Ordering::Relaxed);
+    }
+}
+
+fn release(ctx: &mut LlamaContext<'_>, a: &mut Active, free: &mut Vec<i32>, reserved_total: &mut usize) {
+    let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
+    free.push(a.slot);
+    *reserved_total -= a.reserved;
+}
+
+fn finish(ctx: &mut LlamaContext<'_>, a: &mut Active, reason: FinishReason, free: &mut Vec<i32>, reserved_total: &mut usize, stats: &EngineStats) {
+    release(ctx, a, free, reserved_total);
+    let Job::Generate(g) = &a.job else { return };
+    stats.completed.fetch_add(1, Ordering::Relaxed);
+    stats.tokens_out.fetch_add(a.generated as u64, Ordering::Relaxed);
+    let now = Instant::now();
+    let tail = if reason == FinishReason::Cancelled { String::new() } else { a.stream.finish() };
+    let _ = g.tx.send(Event::Done(Finish {
+        reason,
+        prompt_tokens: g.tokens.len(),
+        completion_tokens: a.generated,
+        tail,
+        queue_time: a.started - g.submitted,
+        time_to_first_token: a.first_token.unwrap_or(now) - g.submitted,
+        total_time: now - g.submitted,
+    }));
+}

@@ -1,0 +1,206 @@
+//! `rightsize bench MODEL [--peer]`: the numbers behind docs/performance.md.
+//!
+//! Everything is measured in this process through the public `Engine` API (what the server
+//! uses), and with `--peer` the same measurements run against llama.cpp's own `llama-bench`
+//! and `llama-server` in the same run, so the ratio is what counts, not the noisy absolute.
+
+use super::run::{load_engine, EngineArgs};
+use anyhow::{Context, Result};
+use clap::Args;
+use engine::{Engine, FinishReason, GenerateRequest, Prompt, SamplingParams};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Catalog id or path to a .gguf file.
+    pub model: String,
+    /// Prompt tokens for the prefill measurement.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens generated per sequence in decode measurements.
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Concurrency levels for aggregate decode.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub concurrency: Vec<usize>,
+    /// Repetitions of each single-stream measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Also measure llama.cpp's llama-bench and llama-server (built by bench/build-peer.sh).
+    #[arg(long)]
+    pub peer: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Report {
+    pub model: String,
+    pub threads: u32,
+    pub load_s: f64,
+    pub ttft_ms: f64,
+    pub prefill_tps: f64,
+    pub decode_tps: f64,
+    pub aggregate_tps: Vec<(usize, f64)>,
+    pub kv_cache_bytes: u64,
+    pub weight_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub peer: Option<PeerReport>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct PeerReport {
+    pub version: String,
+    pub prefill_tps: f64,
+    pub decode_tps: f64,
+    pub server_parallel: usize,
+    pub server_aggregate_tps: f64,
+    pub server_p95_latency_ms: f64,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Exactly `n` prompt tokens of ordinary text.
+fn prompt_of(e: &Engine, n: usize) -> Vec<i32> {
+    let text = "The history of the city begins with a small settlement on the river, where traders met to exchange grain, salt and cloth. ";
+    let mut toks = e.tokenize(text, true);
+    while toks.len() < n {
+        toks.extend(e.tokenize(text, false));
+    }
+    toks.truncate(n);
+    toks
+}
+
+fn fixed(n: usize) -> SamplingParams {
+    SamplingParams { temperature: 0.0, max_tokens: n, ignore_eos: true, ..Default::default() }
+}
+
+fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
+    let mut r = Report {
+        model: args.model.clone(),
+        load_s: e.load_time().as_secs_f64(),
+        kv_cache_bytes: e.kv_cache_bytes(),
+        weight_bytes: e.info().weight_bytes,
+        ..Default::default()
+    };
+    // Warm-up: first decode touches every mapped page.
+    e.generate(GenerateRequest::new(Prompt::Tokens(prompt_of(e, 16)), fixed(8)))?;
+
+    let short = prompt_of(e, 16);
+    let mut ttft = Vec::new();
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..args.reps {
+        let c = e.generate(GenerateRequest::new(Prompt::Tokens(short.clone()), fixed(1)))?;
+        ttft.push(c.finish.time_to_first_token.as_secs_f64() * 1e3);
+        let c = e.generate(GenerateRequest::new(Prompt::Tokens(prompt_of(e, args.prompt_tokens)), fixed(1)))?;
+        prefill.push(args.prompt_tokens as f64 / c.finish.time_to_first_token.as_secs_f64());
+        let c = e.generate(GenerateRequest::new(Prompt::Tokens(short.clone()), fixed(args.gen_tokens)))?;
+        anyhow::ensure!(c.finish.reason == FinishReason::Length && c.finish.completion_tokens == args.gen_tokens);
+        let t = (c.finish.total_time - c.finish.time_to_first_token).as_secs_f64();
+        decode.push((args.gen_tokens - 1) as f64 / t);
+    }
+    r.ttft_ms = median(ttft);
+    r.prefill_tps = median(prefill);
+    r.decode_tps = median(decode);
+    for &c in &args.concurrency {
+        let t0 = Instant::now();
+        let seqs = (0..c)
+            .map(|i| {
+                let mut p = prompt_of(e, 16);
+                p[1] = p[1 + i % 8]; // distinct prompts
+                e.submit(GenerateRequest::new(Prompt::Tokens(p), fixed(args.gen_tokens)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut total = 0;
+        for s in seqs {
+            total += s.collect_blocking(|_| {})?.finish.completion_tokens;
+        }
+        r.aggregate_tps.push((c, total as f64 / t0.elapsed().as_secs_f64()));
+    }
+    r.peak_rss_bytes = bench::rss::peak_rss_bytes().unwrap_or(0);
+    Ok(r)
+}
+
+fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32) -> Result<PeerReport> {
+    let bins = bench::peer::PeerBins::locate()?;
+    let lb = bench::peer::run_llama_bench(&bins, path, threads, args.prompt_tokens as u32, args.gen_tokens as u32, args.reps as u32)?;
+    let parallel = args.concurrency.iter().copied().max().unwrap_or(16);
+    let ctx = (parallel * (args.gen_tokens + 64)) as u32;
+    let server = bench::server::PeerServer::start(&bins, path, threads, parallel as u32, ctx.max(2048))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let load = rt.block_on(bench::load::run_load(bench::load::LoadSpec {
+        base_url: server.base_url(),
+        model: "peer".into(),
+        clients: parallel,
+        requests_per_client: 1,
+        prompts: vec!["The history of the city begins with a small settlement on the river.".into()],
+        max_tokens: args.gen_tokens as u32,
+        ignore_eos: true,
+        ..Default::default()
+    }))?;
+    Ok(PeerReport {
+        version: bins.version.clone(),
+        prefill_tps: lb.prefill_tps,
+        decode_tps: lb.decode_tps,
+        server_parallel: parallel,
+        server_aggregate_tps: load.aggregate_tps,
+        server_p95_latency_ms: load.latency_ms_p95,
+    })
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let n_seq = args.concurrency.iter().copied().max().unwrap_or(1).max(1) as u32;
+    let mut cfg = args.engine.config(n_seq);
+    if cfg.n_ctx == 0 {
+        cfg.n_ctx = ((n_seq as usize) * (args.gen_tokens + 32)).max(args.prompt_tokens + 64).next_power_of_two() as u32;
+    }
+    let threads = if cfg.n_threads == 0 { engine::default_threads() } else { cfg.n_threads };
+    let e = load_engine(&args.model, cfg)?;
+    let path = e.info().path.clone();
+    let mut report = measure(&e, &args)?;
+    report.threads = threads;
+    drop(e);
+    if args.peer {
+        report.peer = Some(peer(&args, &path, threads).context("measuring the llama.cpp peer")?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+pub fn table(r: &Report) -> String {
+    let mb = |b: u64| format!("{:.0} MiB", b as f64 / (1 << 20) as f64);
+    let p = r.peer.as_ref();
+    let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}x", ours / t)).unwrap_or_default();
+    let peer_cell = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into());
+    let mut s = format!("model: {}  threads: {}\n\n| metric | rightsize | llama.cpp | ratio |\n|---|---|---|---|\n", r.model, r.threads);
+    s += &format!("| load time | {:.2} s | | |\n", r.load_s);
+    s += &format!("| time to first token (16-token prompt) | {:.1} ms | | |\n", r.ttft_ms);
+    s += &format!("| prefill tokens/s | {:.1} | {} | {} |\n", r.prefill_tps, peer_cell(p.map(|p| p.prefill_tps)), ratio(r.prefill_tps, p.map(|p| p.prefill_tps)));
+    s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), ratio(r.decode_tps, p.map(|p| p.decode_tps)));
+    for &(c, tps) in &r.aggregate_tps {
+        let theirs = p.filter(|p| p.server_parallel == c).map(|p| p.server_aggregate_tps);
+        let label = if theirs.is_some() { " (peer: llama-server)" } else { "" };
+        s += &format!("| aggregate decode tokens/s, {c} sequences{label} | {tps:.1} | {} | {} |\n", peer_cell(theirs), ratio(tps, theirs));
+    }
+    if let Some(one) = r.aggregate_tps.iter().find(|x| x.0 == 1).map(|x| x.1) {
+        for &(c, tps) in r.aggregate_tps.iter().filter(|x| x.0 > 1) {
+            s += &format!("| scaling: {c} sequences vs 1 | {:.2}x | | |\n", tps / one);
+        }
+    }
+    s += &format!("| weights (mmap) / KV cache | {} / {} | | |\n", mb(r.weight_bytes), mb(r.kv_cache_bytes));
+    s += &format!("| peak RSS | {} | | |\n", mb(r.peak_rss_bytes));
+    let _ = Duration::ZERO;
+    s
+}

@@ -1,0 +1,51 @@
+//! `rightsize`: serve the smallest model that does the job.
+//!
+//! This binary is the edge: it parses commands and hands off to the library crates
+//! (`supply` for models on disk, `engine` for decoding, `encoder` for embeddings,
+//! `bench` for measurements). `anyhow` lives here and nowhere else.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "rightsize", version, about = "Run small language models in production")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch a model into the cache: a catalog id, `hf:owner/repo/file.gguf[@rev]`, or a local file.
+    Pull(cmd::pull::PullArgs),
+    /// List the catalog and what is cached.
+    Models(cmd::pull::ModelsArgs),
+    /// Generate with a model, printing tokens as they come.
+    Run(cmd::run::RunArgs),
+    /// Measure a model (load, TTFT, prefill, decode, concurrency, RSS), optionally against llama.cpp.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIGHTSIZE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pull(a) => cmd::pull::pull(a),
+        Command::Models(a) => cmd::pull::models(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Bench(a) => cmd::bench::bench(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for rightsize, idempotently:
+#   1. system packages the build needs (cmake, libclang-dev for llama.cpp's bindings),
+#   2. build the `rightsize` binary (profile: release, or dev for the test suite),
+#   3. pull the default models into the cache (~/.cache/rightsize, or $RIGHTSIZE_CACHE),
+#      verifying sha256; files already verified are not downloaded again.
+# Usage: scripts/setup.sh [release|dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-release}"
+
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v c++ >/dev/null 2>&1 || need+=(build-essential)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "$profile" = "release" ]; then
+  cargo build --locked --release -p rightsize
+  bin=target/release/rightsize
+else
+  cargo build --locked -p rightsize
+  bin=target/debug/rightsize
+fi
+
+"$bin" pull --default
+echo "setup: ready ($bin)"
