@@ -47,7 +47,8 @@ use worker::{Cmd, GenJob, Job, Limits, ScoreJob};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct EngineConfig {
-    /// KV cache cells shared by all sequences (0: the model's trained context, capped at 8192).
+    /// KV cache cells in total (0: `n_seq_max` × min(trained context, 2048)). Each sequence
+    /// may use `n_ctx / n_seq_max` of them, or all of them with `kv_unified`.
     pub n_ctx: u32,
     /// Most sequences decoded together.
     pub n_seq_max: u32,
@@ -61,6 +62,16 @@ pub struct EngineConfig {
     pub n_gpu_layers: u32,
     /// Most requests waiting for a slot before `submit` answers `QueueFull`.
     pub max_queue: usize,
+    /// Milliseconds a batch request may wait before it is admitted ahead of new interactive
+    /// arrivals (aging, so batch work is never starved).
+    pub batch_aging_ms: u64,
+    /// One KV cell pool shared by all sequences instead of a fixed share each. More flexible
+    /// for mixed prompt lengths, but attention then spans the shared pool and greedy output
+    /// of a batched sequence can differ from the same sequence alone; off by default so that
+    /// batching never changes an answer.
+    pub kv_unified: bool,
+    /// Flash attention: `None` lets llama.cpp decide.
+    pub flash_attn: Option<bool>,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +84,9 @@ impl Default for EngineConfig {
             n_threads: 0,
             n_gpu_layers: if cfg!(feature = "cuda") { 999 } else { 0 },
             max_queue: 256,
+            batch_aging_ms: 10_000,
+            kv_unified: false,
+            flash_attn: None,
         }
     }
 }
@@ -113,8 +127,11 @@ impl Engine {
             return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));
         }
         let (model, info) = model::load(path, config.n_gpu_layers)?;
-        let n_ctx = if config.n_ctx == 0 { info.context_length.min(8192) } else { config.n_ctx };
-        let per_seq = n_ctx.min(info.context_length) as usize;
+        let n_ctx = if config.n_ctx == 0 { config.n_seq_max * info.context_length.min(2048) } else { config.n_ctx };
+        if !config.kv_unified && n_ctx / config.n_seq_max < 16 {
+            return Err(EngineError::InvalidRequest(format!("n_ctx {n_ctx} leaves fewer than 16 cells per sequence for {} sequences", config.n_seq_max)));
+        }
+        let per_seq = if config.kv_unified { n_ctx } else { n_ctx / config.n_seq_max }.min(info.context_length) as usize;
         let template = match &info.chat_template {
             Some(src) => Some(ChatTemplate::new(
                 src,
@@ -140,7 +157,12 @@ impl Engine {
             .with_n_batch(config.n_batch)
             .with_n_ubatch(config.n_batch)
             .with_n_seq_max(config.n_seq_max)
-            .with_kv_unified(true)
+            .with_kv_unified(config.kv_unified)
+            .with_flash_attention_policy(match config.flash_attn {
+                None => -1,
+                Some(false) => 0,
+                Some(true) => 1,
+            })
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         let limits = Limits {
@@ -149,6 +171,7 @@ impl Engine {
             n_batch: config.n_batch as usize,
             prefill_chunk: config.prefill_chunk as usize,
             per_seq_limit: per_seq,
+            batch_aging: std::time::Duration::from_millis(config.batch_aging_ms),
         };
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -188,7 +211,7 @@ impl Engine {
         self.load_time
     }
 
-    /// KV cells shared by all sequences, and the most one sequence may use.
+    /// KV cells in total, and the most one sequence may use.
     pub fn context_cells(&self) -> (usize, usize) {
         (self.shared.n_ctx, self.shared.limits_per_seq)
     }

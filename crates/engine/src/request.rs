@@ -130,6 +130,12 @@ impl Sequence {
         self.rx.recv().await
     }
 
+    /// Whether the engine is done with this sequence (finished, failed or cancelled); some
+    /// events may still be unread.
+    pub fn is_finished(&self) -> bool {
+        self.rx.is_closed()
+    }
+
     /// An event if one is ready now.
     pub fn try_next(&mut self) -> Option<Event> {
         self.rx.try_recv().ok()

@@ -12,6 +12,7 @@ pub struct EngineStats {
     pub steps: AtomicU64,
     pub batch_tokens: AtomicU64,
     pub decode_micros: AtomicU64,
+    pub preemptions: AtomicU64,
 }
 
 impl EngineStats {
@@ -31,6 +32,7 @@ impl EngineStats {
             steps: self.steps.load(Ordering::Relaxed),
             batch_tokens: self.batch_tokens.load(Ordering::Relaxed),
             decode_time: Duration::from_micros(self.decode_micros.load(Ordering::Relaxed)),
+            preemptions: self.preemptions.load(Ordering::Relaxed),
         }
     }
 }
@@ -44,4 +46,5 @@ pub struct StatsSnapshot {
     pub steps: u64,
     pub batch_tokens: u64,
     pub decode_time: Duration,
+    pub preemptions: u64,
 }

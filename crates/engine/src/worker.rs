@@ -55,6 +55,8 @@ pub(crate) struct Limits {
     pub n_batch: usize,
     pub prefill_chunk: usize,
     pub per_seq_limit: usize,
+    /// A batch sequence waiting this long is admitted like an interactive one (no starvation).
+    pub batch_aging: std::time::Duration,
 }
 
 enum Phase {
@@ -76,9 +78,61 @@ struct Active {
     started: Instant,
     first_token: Option<Instant>,
     score: f64,
+    /// Tokens generated so far (kept so a preempted sequence can be re-prefilled).
+    out: Vec<i32>,
+    preempted: u32,
+    /// Not preemptable (already preempted once, or admitted after aging).
+    protected: bool,
+    queued_at: Instant,
+    prompt_len: usize,
 }
 
 impl Active {
+    fn new(job: Job) -> Self {
+        let job_len = match &job {
+            Job::Generate(g) => g.tokens.len(),
+            Job::Score(s) => s.prompt_len,
+        };
+        let stops = match &job {
+            Job::Generate(g) => g.stops.clone(),
+            Job::Score(_) => Vec::new(),
+        };
+        Self {
+            job,
+            slot: -1,
+            n_past: 0,
+            phase: Phase::Prefill,
+            reserved: 0,
+            outputs: Vec::new(),
+            generated: 0,
+            stream: TextStream::new(&stops),
+            started: Instant::now(),
+            first_token: None,
+            score: 0.0,
+            out: Vec::new(),
+            preempted: 0,
+            protected: false,
+            queued_at: Instant::now(),
+            prompt_len: job_len,
+        }
+    }
+
+    fn priority(&self) -> Priority {
+        match &self.job {
+            Job::Generate(g) => g.priority,
+            Job::Score(_) => Priority::Interactive,
+        }
+    }
+
+    /// Interactive, or batch that has waited past the aging limit.
+    fn urgent(&self, aging: std::time::Duration) -> bool {
+        self.priority() == Priority::Interactive || self.queued_at.elapsed() >= aging
+    }
+
+    fn cancelled(&self) -> bool {
+        matches!(&self.job, Job::Generate(g) if g.cancel.load(Ordering::Relaxed))
+    }
+
     fn tokens(&self) -> &[i32] {
         match &self.job {
             Job::Generate(g) => &g.tokens,
@@ -87,22 +141,15 @@ impl Active {
     }
 }
 
-fn reservation(job: &Job, limits: &Limits) -> usize {
-    match job {
-        Job::Generate(g) => (g.tokens.len() + g.max_tokens).min(limits.per_seq_limit),
+fn reservation(a: &Active, limits: &Limits) -> usize {
+    match &a.job {
+        Job::Generate(g) => (g.tokens.len() + g.max_tokens - a.generated).min(limits.per_seq_limit),
         Job::Score(s) => s.tokens.len(),
     }
 }
 
-fn priority(job: &Job) -> Priority {
-    match job {
-        Job::Generate(g) => g.priority,
-        Job::Score(_) => Priority::Interactive,
-    }
-}
-
 pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Receiver<Cmd>, limits: Limits, stats: Arc<EngineStats>) {
-    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut waiting: VecDeque<Active> = VecDeque::new();
     let mut active: Vec<Active> = Vec::new();
     let mut free_slots: Vec<i32> = (0..limits.n_seq_max as i32).rev().collect();
     let mut batch = LlamaBatch::new(limits.n_batch, 1);
@@ -116,13 +163,13 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         let mut shutdown = false;
         if active.is_empty() && waiting.is_empty() {
             match rx.recv() {
-                Ok(Cmd::Job(j)) => waiting.push_back(*j),
+                Ok(Cmd::Job(j)) => waiting.push_back(Active::new(*j)),
                 Ok(Cmd::Shutdown) | Err(_) => return,
             }
         }
         loop {
             match rx.try_recv() {
-                Ok(Cmd::Job(j)) => waiting.push_back(*j),
+                Ok(Cmd::Job(j)) => waiting.push_back(Active::new(*j)),
                 Ok(Cmd::Shutdown) => shutdown = true,
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
@@ -144,44 +191,85 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             finish(&mut ctx, a, FinishReason::Cancelled, &mut free_slots, &mut reserved_total, &stats);
             false
         });
-        waiting.retain(|j| match j {
-            Job::Generate(g) if g.cancel.load(Ordering::Relaxed) => {
+        waiting.retain(|a| {
+            if a.cancelled() {
                 stats.queued.fetch_sub(1, Ordering::Relaxed);
+                if let Job::Generate(g) = &a.job {
+                    let _ = g.tx.send(Event::Done(Finish {
+                        reason: FinishReason::Cancelled,
+                        prompt_tokens: a.prompt_len,
+                        completion_tokens: a.generated,
+                        tail: String::new(),
+                        queue_time: a.queued_at.elapsed(),
+                        time_to_first_token: Default::default(),
+                        total_time: g.submitted.elapsed(),
+                    }));
+                }
                 false
+            } else {
+                true
             }
-            _ => true,
         });
 
-        // 3. Admit waiting sequences (interactive first) while slots and KV cells allow.
-        while !free_slots.is_empty() && !waiting.is_empty() {
-            let pick = waiting.iter().position(|j| priority(j) == Priority::Interactive).unwrap_or(0);
+        // 3. Admit waiting sequences while slots and KV cells allow: interactive (and aged
+        //    batch) first. An urgent arrival that does not fit preempts the newest batch
+        //    sequence: its cells are dropped and it is re-prefilled when readmitted.
+        while !waiting.is_empty() {
+            // Oldest urgent job first (an aged or preempted batch job keeps its place in
+            // time); otherwise the oldest job.
+            let pick = waiting
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.urgent(limits.batch_aging))
+                .min_by_key(|(_, a)| a.queued_at)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
             let need = reservation(&waiting[pick], &limits);
-            if reserved_total + need > limits.n_ctx && !active.is_empty() {
-                break;
+            let fits = !free_slots.is_empty() && (reserved_total + need <= limits.n_ctx || active.is_empty());
+            if !fits {
+                // Only interactive work preempts; aged batch work waits for room.
+                if waiting[pick].priority() != Priority::Interactive {
+                    break;
+                }
+                let victim = active
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.priority() == Priority::Batch && !a.protected && matches!(a.job, Job::Generate(_)))
+                    .max_by_key(|(_, a)| a.started)
+                    .map(|(i, _)| i);
+                let Some(v) = victim else { break };
+                let mut a = active.swap_remove(v);
+                release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total, &stats);
+                if let Job::Generate(g) = &mut a.job {
+                    // Re-prefill later from prompt + what was generated (including the token
+                    // sampled but not yet fed).
+                    g.tokens.extend_from_slice(&a.out);
+                }
+                a.out.clear();
+                a.slot = -1;
+                a.n_past = 0;
+                a.phase = Phase::Prefill;
+                a.preempted += 1;
+                // Keeps its original queue time: it resumes ahead of work that arrived later.
+                stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                stats.queued.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(slot = a.slot, generated = a.generated, "preempted a batch sequence");
+                waiting.push_back(a);
+                continue;
             }
-            let job = waiting.remove(pick).expect("index from position");
+            let mut a = waiting.remove(pick).expect("index from position");
             stats.queued.fetch_sub(1, Ordering::Relaxed);
-            let slot = free_slots.pop().expect("checked non-empty");
+            a.slot = free_slots.pop().expect("checked non-empty");
+            a.reserved = need;
             reserved_total += need;
-            let stops = match &job {
-                Job::Generate(g) => g.stops.clone(),
-                Job::Score(_) => Vec::new(),
-            };
-            active.push(Active {
-                job,
-                slot,
-                n_past: 0,
-                phase: Phase::Prefill,
-                reserved: need,
-                outputs: Vec::new(),
-                generated: 0,
-                stream: TextStream::new(&stops),
-                started: Instant::now(),
-                first_token: None,
-                score: 0.0,
-            });
+            if a.preempted == 0 {
+                a.started = Instant::now();
+            }
+            // Preempted once, or waited past the aging limit: runs to completion from now on.
+            a.protected = a.preempted > 0 || a.queued_at.elapsed() >= limits.batch_aging;
+            stats.running.fetch_add(1, Ordering::Relaxed);
+            active.push(a);
         }
-        stats.running.store(active.len(), Ordering::Relaxed);
         if active.is_empty() {
             continue;
         }
@@ -234,7 +322,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                 if let Job::Generate(g) = &a.job {
                     let _ = g.tx.send(Event::Error(format!("decode failed: {e}")));
                 }
-                release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total);
+                release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total, &stats);
             }
             continue;
         }
@@ -286,6 +374,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                     };
                     let tok = g.sampler.sample(view, &mut work);
                     g.sampler.accept(tok);
+                    a.out.push(tok);
                     if let Some(m) = g.matcher.as_mut() {
                         let _ = m.consume_token(tok as u32);
                     }
@@ -329,18 +418,18 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             let mut a = active.swap_remove(i);
             finish(&mut ctx, &mut a, reason, &mut free_slots, &mut reserved_total, &stats);
         }
-        stats.running.store(active.len(), Ordering::Relaxed);
     }
 }
 
-fn release(ctx: &mut LlamaContext<'_>, a: &mut Active, free: &mut Vec<i32>, reserved_total: &mut usize) {
+fn release(ctx: &mut LlamaContext<'_>, a: &mut Active, free: &mut Vec<i32>, reserved_total: &mut usize, stats: &EngineStats) {
+    stats.running.fetch_sub(1, Ordering::Relaxed);
     let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
     free.push(a.slot);
     *reserved_total -= a.reserved;
 }
 
 fn finish(ctx: &mut LlamaContext<'_>, a: &mut Active, reason: FinishReason, free: &mut Vec<i32>, reserved_total: &mut usize, stats: &EngineStats) {
-    release(ctx, a, free, reserved_total);
+    release(ctx, a, free, reserved_total, stats);
     let Job::Generate(g) = &a.job else { return };
     stats.completed.fetch_add(1, Ordering::Relaxed);
     stats.tokens_out.fetch_add(a.generated as u64, Ordering::Relaxed);
@@ -348,7 +437,7 @@ fn finish(ctx: &mut LlamaContext<'_>, a: &mut Active, reason: FinishReason, free
     let tail = if reason == FinishReason::Cancelled { String::new() } else { a.stream.finish() };
     let _ = g.tx.send(Event::Done(Finish {
         reason,
-        prompt_tokens: g.tokens.len(),
+        prompt_tokens: a.prompt_len,
         completion_tokens: a.generated,
         tail,
         queue_time: a.started - g.submitted,

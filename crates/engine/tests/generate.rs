@@ -30,13 +30,15 @@ fn reads_metadata_from_the_gguf() {
     let prompt = smol().apply_chat_template(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "U")]).unwrap();
     assert!(prompt.starts_with("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"), "{prompt:?}");
     // The KV cache is sized from the configured context, not the trained one.
-    assert_eq!(smol().kv_cache_bytes(), 4096 * info.kv_bytes_per_token());
+    assert_eq!(smol().kv_cache_bytes(), 16 * 1024 * info.kv_bytes_per_token());
+    assert_eq!(smol().context_cells(), (16 * 1024, 1024));
 }
 
 #[test]
 fn answers_a_simple_question() {
-    let out = smol().generate(GenerateRequest::new(chat("What is the capital of France?"), greedy(24))).unwrap();
-    assert!(out.text.contains("Paris"), "{:?}", out.text);
+    // (135M parameters: it lists colours; it does not reliably know capitals — Qwen does.)
+    let out = smol().generate(GenerateRequest::new(chat("Name three colours."), greedy(24))).unwrap();
+    assert!(out.text.contains("Red"), "{:?}", out.text);
     assert_eq!(out.finish.completion_tokens, out.tokens.len() + usize::from(out.finish.reason == FinishReason::Stop));
 }
 
@@ -147,15 +149,15 @@ fn cancel_stops_and_frees_the_sequence() {
         let s = e.submit(GenerateRequest::new(chat("Write a long poem."), greedy(400))).unwrap();
         drop(s);
     }
-    let out = e.generate(GenerateRequest::new(chat("What is the capital of France?"), greedy(12))).unwrap();
-    assert!(out.text.contains("Paris"));
+    let out = e.generate(GenerateRequest::new(chat("Name three colours."), greedy(12))).unwrap();
+    assert!(out.text.contains("Red"), "{:?}", out.text);
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(e.stats().running, 0);
 }
 
 #[test]
 fn long_prompt_prefill_does_not_stall_running_decodes() {
-    let e = load("smollm2-135m", EngineConfig { n_ctx: 4096, prefill_chunk: 64, ..Default::default() });
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 8192, n_seq_max: 4, prefill_chunk: 64, ..Default::default() });
     let mut short = e.submit(GenerateRequest::new(chat("Count from 1 to 100."), greedy(200))).unwrap();
     // Wait until the short one is decoding.
     assert!(matches!(short.next_blocking(), Some(Event::Token(_))));

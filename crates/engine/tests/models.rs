@@ -16,7 +16,7 @@ fn capital(e: &Engine) -> String {
 #[test]
 fn qwen_models_load_and_answer() {
     for id in ["qwen2.5-0.5b", "qwen2.5-1.5b"] {
-        let e = load(id, EngineConfig { n_ctx: 1024, n_seq_max: 4, ..Default::default() });
+        let e = load(id, EngineConfig { n_ctx: 4096, n_seq_max: 4, ..Default::default() });
         assert_eq!(e.info().architecture, "qwen2", "{id}");
         assert!(e.info().chat_template.as_deref().unwrap().contains("<|im_start|>"));
         let text = capital(&e);
@@ -80,7 +80,7 @@ fn unknown_architecture_is_named() {
 
 #[test]
 fn prompt_longer_than_context_is_rejected() {
-    let e = load("smollm2-135m", EngineConfig { n_ctx: 256, n_seq_max: 2, ..Default::default() });
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 512, n_seq_max: 2, ..Default::default() });
     let long = "word ".repeat(400);
     match e.submit(GenerateRequest::new(Prompt::Text(long), SamplingParams::default())) {
         Err(EngineError::PromptTooLong { prompt_tokens, limit }) => assert!(prompt_tokens > limit && limit == 256),

@@ -22,5 +22,5 @@ pub fn load(id: &str, cfg: EngineConfig) -> Engine {
 }
 
 pub fn small_cfg() -> EngineConfig {
-    EngineConfig { n_ctx: 4096, n_seq_max: 16, ..Default::default() }
+    EngineConfig { n_ctx: 16 * 1024, n_seq_max: 16, ..Default::default() }
 }
