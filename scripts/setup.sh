@@ -24,9 +24,17 @@ if [ "$profile" = "release" ]; then
   cargo build --locked --release -p rightsize
   bin=target/release/rightsize
 else
-  cargo build --locked -p rightsize
+  # Build every target the test suite will run, with the test suite's feature resolution:
+  # building only `-p rightsize` here would resolve features differently and make
+  # `cargo test` compile llama.cpp a second time.
+  cargo build --locked --workspace --all-targets
   bin=target/debug/rightsize
 fi
 
 "$bin" pull --default
+
+if [ "$profile" != "release" ]; then
+  # The API conformance test drives the server with the official OpenAI Python client.
+  python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"
+fi
 echo "setup: ready ($bin)"

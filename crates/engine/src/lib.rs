@@ -285,8 +285,11 @@ impl Engine {
     }
 
     fn enqueue(&self, job: Job) -> Result<(), EngineError> {
+        // Room = free sequence slots (a job is counted as queued until the worker admits
+        // it) plus `max_queue` waiting.
+        let free = (self.config.n_seq_max as usize).saturating_sub(self.shared.stats.running.load(Ordering::Relaxed));
         let q = self.shared.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if q >= self.shared.max_queue {
+        if q >= self.shared.max_queue + free {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::QueueFull(q));
         }

@@ -25,6 +25,24 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Measure a model (load, TTFT, prefill, decode, concurrency, RSS), optionally against llama.cpp.
     Bench(cmd::bench::BenchArgs),
+    /// Serve the OpenAI-compatible API over the default (or configured) models.
+    Serve(cmd::serve::ServeArgs),
+    /// Create, list and revoke API keys.
+    Keys(cmd::admin::KeysArgs),
+    /// Show the models resident in a running server.
+    Ps(cmd::admin::RemoteArgs),
+    /// Load a model into a running server.
+    Load {
+        model: String,
+        #[command(flatten)]
+        remote: cmd::admin::RemoteArgs,
+    },
+    /// Unload a model from a running server.
+    Unload {
+        model: String,
+        #[command(flatten)]
+        remote: cmd::admin::RemoteArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +58,11 @@ fn main() -> std::process::ExitCode {
         Command::Models(a) => cmd::pull::models(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Bench(a) => cmd::bench::bench(a),
+        Command::Serve(a) => cmd::serve::serve(a),
+        Command::Keys(a) => cmd::admin::keys(a),
+        Command::Ps(r) => cmd::admin::ps(r),
+        Command::Load { model, remote } => cmd::admin::load(remote, &model),
+        Command::Unload { model, remote } => cmd::admin::unload(remote, &model),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

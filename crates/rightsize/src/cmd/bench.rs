@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure the server instead (issue 3 targets): rightsize serve vs llama-server at
+    /// 16 clients, interactive TTFT under a batch flood, cold-switch TTFT, gateway overhead.
+    #[arg(long)]
+    pub serve: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -125,7 +129,7 @@ fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
         }
         r.aggregate_tps.push((c, total as f64 / t0.elapsed().as_secs_f64()));
     }
-    r.peak_rss_bytes = bench::rss::peak_rss_bytes().unwrap_or(0);
+    r.peak_rss_bytes = bench::rss::peak_rss().unwrap_or(0);
     Ok(r)
 }
 
@@ -134,29 +138,35 @@ fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32) -> Result<PeerRe
     let lb = bench::peer::run_llama_bench(&bins, path, threads, args.prompt_tokens as u32, args.gen_tokens as u32, args.reps as u32)?;
     let parallel = args.concurrency.iter().copied().max().unwrap_or(16);
     let ctx = (parallel * (args.gen_tokens + 64)) as u32;
-    let server = bench::server::PeerServer::start(&bins, path, threads, parallel as u32, ctx.max(2048))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let load = rt.block_on(bench::load::run_load(bench::load::LoadSpec {
-        base_url: server.base_url(),
-        model: "peer".into(),
-        clients: parallel,
-        requests_per_client: 1,
-        prompts: vec!["The history of the city begins with a small settlement on the river.".into()],
-        max_tokens: args.gen_tokens as u32,
-        ignore_eos: true,
-        ..Default::default()
-    }))?;
+    let server = bench::server::PeerServer::start(&bins, path, threads, parallel as u32, ctx.max(2048), 0)?;
+    let spec = load_spec(server.base_url(), "peer", parallel, args.gen_tokens);
+    let load = bench::load::run_load_blocking(&spec)?;
+    anyhow::ensure!(load.errors == 0, "llama-server load had errors: {:?}", load.error_samples);
     Ok(PeerReport {
-        version: bins.version.clone(),
+        version: bins.describe(),
         prefill_tps: lb.prefill_tps,
         decode_tps: lb.decode_tps,
         server_parallel: parallel,
         server_aggregate_tps: load.aggregate_tps,
-        server_p95_latency_ms: load.latency_ms_p95,
+        server_p95_latency_ms: load.latency_ms.p95,
     })
 }
 
+/// The same load for every server: `clients` streams, each generating exactly `gen` tokens.
+pub fn load_spec(base_url: String, model: &str, clients: usize, gen: usize) -> bench::load::LoadSpec {
+    let mut spec = bench::load::LoadSpec::new(base_url, model, "Tell me about the history of the city by the river.");
+    spec.prompts = (0..clients).map(|i| format!("Tell me about the history of city number {i} by the river.")).collect();
+    spec.clients = clients;
+    spec.requests_per_client = 1;
+    spec.max_tokens = gen as u32;
+    spec.ignore_eos = true;
+    spec
+}
+
 pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.serve {
+        return super::bench_serve::run(&args);
+    }
     let n_seq = args.concurrency.iter().copied().max().unwrap_or(1).max(1) as u32;
     let mut cfg = args.engine.config(n_seq);
     if cfg.n_ctx == 0 {

@@ -1,4 +1,7 @@
 //! One module per subcommand.
+pub mod admin;
 pub mod bench;
+pub mod bench_serve;
 pub mod pull;
 pub mod run;
+pub mod serve;

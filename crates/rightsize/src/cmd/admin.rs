@@ -1,0 +1,125 @@
+//! `rightsize keys …` (on the store) and `rightsize ps|load|unload` (on a running server).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+    /// Store: SQLite file or postgres:// URL (default: <cache>/rightsize.db, as `serve` uses).
+    #[arg(long, global = true, env = "RIGHTSIZE_STORE")]
+    pub store: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create a key; the secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: inference, admin.
+        #[arg(long, default_value = "inference", value_delimiter = ',')]
+        scope: Vec<String>,
+        /// Default priority class of this key's requests.
+        #[arg(long, default_value = "interactive")]
+        priority: String,
+    },
+    /// List keys (never secrets).
+    List,
+    /// Revoke a key by id or name.
+    Revoke { key: String },
+}
+
+pub fn keys(args: KeysArgs) -> Result<()> {
+    let at = args.store.unwrap_or_else(|| supply::Cache::from_env().root().join("rightsize.db").display().to_string());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let store = store::Store::open(&at).await?;
+        match args.action {
+            KeysAction::Create { name, scope, priority } => {
+                let scopes = scope
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "inference" => Ok(store::KeyScope::Inference),
+                        "admin" => Ok(store::KeyScope::Admin),
+                        other => bail!("unknown scope `{other}` (inference, admin)"),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let k = store.create_key(&name, &scopes, &priority).await?;
+                eprintln!("created {} ({}); the secret is shown once:", k.key.id, k.key.name);
+                println!("{}", k.secret);
+            }
+            KeysAction::List => {
+                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS");
+                for k in store.list_keys().await? {
+                    let scopes: Vec<String> = k.scopes.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
+                    let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status);
+                }
+            }
+            KeysAction::Revoke { key } => {
+                let k = store.revoke_key(&key).await?;
+                println!("revoked {} ({})", k.id, k.name);
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "RIGHTSIZE_URL")]
+    pub url: String,
+    /// API key with the admin scope (not needed for open local servers).
+    #[arg(long, env = "RIGHTSIZE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+fn call(r: &RemoteArgs, method: reqwest::Method, path: &str) -> Result<serde_json::Value> {
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(600)).build()?;
+    let mut req = client.request(method, format!("{}{path}", r.url.trim_end_matches('/')));
+    if let Some(k) = &r.api_key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().with_context(|| format!("cannot reach the server at {}", r.url))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("request failed"));
+    }
+    Ok(body)
+}
+
+pub fn ps(r: RemoteArgs) -> Result<()> {
+    let v = call(&r, reqwest::Method::GET, "/admin/models")?;
+    let mb = |b: &serde_json::Value| format!("{:.0} MiB", b.as_f64().unwrap_or(0.0) / 1048576.0);
+    println!("budget {} used {}", mb(&v["budget_bytes"]), mb(&v["used_bytes"]));
+    println!("{:<16} {:>10} {:>8} {:>7} {:>7} {:>9} {:>7}", "MODEL", "BYTES", "RUNNING", "QUEUED", "PINNED", "IDLE", "STATE");
+    for m in v["models"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:>10} {:>8} {:>7} {:>7} {:>8.0}s {:>7}",
+            m["id"].as_str().unwrap_or(""),
+            mb(&m["bytes"]),
+            m["running"],
+            m["queued"],
+            m["pinned"],
+            m["idle_s"].as_f64().unwrap_or(0.0),
+            if m["loading"].as_bool().unwrap_or(false) { "loading" } else { "ready" }
+        );
+    }
+    Ok(())
+}
+
+pub fn load(r: RemoteArgs, model: &str) -> Result<()> {
+    call(&r, reqwest::Method::POST, &format!("/admin/models/{model}/load"))?;
+    println!("{model} loaded");
+    Ok(())
+}
+
+pub fn unload(r: RemoteArgs, model: &str) -> Result<()> {
+    let v = call(&r, reqwest::Method::POST, &format!("/admin/models/{model}/unload"))?;
+    println!("{model} {}", if v["unloaded"].as_bool().unwrap_or(false) { "unloaded" } else { "was not resident" });
+    Ok(())
+}

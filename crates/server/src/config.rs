@@ -1,0 +1,232 @@
+//! `rightsize serve` configuration (TOML). See `config/rightsize.example.toml`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind; loopback unless you mean it.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Memory budget for resident models: bytes, or a string like "8GiB" / "60%" of RAM.
+    #[serde(default = "default_budget")]
+    pub memory_budget: String,
+    /// Allow requests without an API key. Refused when `bind` is not loopback.
+    #[serde(default = "yes")]
+    pub open_local: bool,
+    /// SQLite file (or postgres:// URL) for keys and records; default `<cache>/rightsize.db`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Largest request body in bytes.
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+    /// Default request deadline in seconds.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_s: u64,
+    /// How long a request may wait for room in the memory budget before 503.
+    #[serde(default = "default_wait")]
+    pub load_wait_s: u64,
+    /// Log prompt text (off by default).
+    #[serde(default)]
+    pub log_prompts: bool,
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name clients use in `model`.
+    pub id: String,
+    /// Catalog id or path to the file (decoder) / directory (encoder). Default: `id`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Seconds to stay resident after last use; negative: forever.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: i64,
+    #[serde(default)]
+    pub pin: bool,
+    /// Most sequences decoded together.
+    #[serde(default = "default_max_sequences")]
+    pub max_sequences: u32,
+    /// Tokens one request may use (prompt + completion). The KV cache holds
+    /// `ctx × max_sequences` cells.
+    #[serde(default = "default_ctx")]
+    pub ctx: u32,
+    /// Most requests waiting for a sequence slot before 429.
+    #[serde(default = "default_queue")]
+    pub max_queue: usize,
+    #[serde(default)]
+    pub threads: u32,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_budget() -> String {
+    "60%".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_body_limit() -> usize {
+    4 << 20
+}
+fn default_timeout() -> u64 {
+    300
+}
+fn default_wait() -> u64 {
+    30
+}
+fn default_keep_alive() -> i64 {
+    300
+}
+fn default_max_sequences() -> u32 {
+    8
+}
+fn default_ctx() -> u32 {
+    2048
+}
+fn default_queue() -> usize {
+    64
+}
+
+/// The default mesh: the catalog's three chat models and the MiniLM encoder.
+pub const DEFAULT_CONFIG: &str = r#"
+bind = "127.0.0.1:8080"
+memory_budget = "60%"
+
+[[model]]
+id = "smollm2-135m"
+pin = true
+
+[[model]]
+id = "qwen2.5-0.5b"
+
+[[model]]
+id = "qwen2.5-1.5b"
+
+[[model]]
+id = "minilm-l6"
+pin = true
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config: {0}")]
+    Parse(String),
+}
+
+impl ServerConfig {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => Self::from_toml(&std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_owned(), e))?),
+            None => Self::from_toml(DEFAULT_CONFIG),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Parse(m));
+        if self.models.is_empty() {
+            return bad("no [[model]] entries".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.models {
+            if !seen.insert(&m.id) {
+                return bad(format!("model `{}` is listed twice", m.id));
+            }
+            if m.max_sequences == 0 || m.ctx < 64 {
+                return bad(format!("model `{}`: max_sequences must be > 0 and ctx >= 64", m.id));
+            }
+        }
+        parse_budget(&self.memory_budget, 1).map_err(ConfigError::Parse)?;
+        Ok(())
+    }
+
+    /// Whether `bind` is a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        self.bind
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or_else(|_| self.bind.starts_with("localhost:"))
+    }
+}
+
+/// "8GiB", "512MB", "60%", or plain bytes.
+pub fn parse_budget(s: &str, total_ram: u64) -> Result<u64, String> {
+    let s = s.trim();
+    let err = || format!("memory_budget `{s}` is not bytes, a size like \"8GiB\", or a share like \"60%\"");
+    if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p.trim().parse().map_err(|_| err())?;
+        if !(0.0..=100.0).contains(&p) || p == 0.0 {
+            return Err(err());
+        }
+        return Ok((total_ram as f64 * p / 100.0) as u64);
+    }
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("B", 1)];
+    for (u, m) in units {
+        if let Some(n) = s.strip_suffix(u) {
+            let n: f64 = n.trim().parse().map_err(|_| err())?;
+            return Ok((n * m as f64) as u64);
+        }
+    }
+    s.parse().map_err(|_| err())
+}
+
+/// Physical memory from /proc/meminfo (0 if unknown).
+pub fn total_ram() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses() {
+        let c = ServerConfig::load(None).unwrap();
+        assert_eq!(c.models.len(), 4);
+        assert!(c.is_loopback());
+        assert!(c.open_local);
+    }
+
+    #[test]
+    fn budgets() {
+        assert_eq!(parse_budget("8GiB", 0).unwrap(), 8 << 30);
+        assert_eq!(parse_budget("50%", 1000).unwrap(), 500);
+        assert_eq!(parse_budget("1234", 0).unwrap(), 1234);
+        assert!(parse_budget("lots", 0).is_err());
+        assert!(parse_budget("0%", 10).is_err());
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let e = ServerConfig::from_toml("[[model]]\nid='a'\n[[model]]\nid='a'").unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = ServerConfig::from_toml("[[model]]\nid='a'\nbogus=1").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(ServerConfig::from_toml("bind='127.0.0.1:1'").is_err());
+    }
+
+    #[test]
+    fn loopback_detection() {
+        let mut c = ServerConfig::load(None).unwrap();
+        c.bind = "0.0.0.0:8080".into();
+        assert!(!c.is_loopback());
+        c.bind = "[::1]:8080".into();
+        assert!(c.is_loopback());
+    }
+}

@@ -1,0 +1,269 @@
+//! Turning OpenAI requests into engine requests, and engine events into OpenAI responses
+//! (one JSON body, or SSE chunks ending in `data: [DONE]`).
+
+use crate::error::ApiError;
+use crate::models::Loaded;
+use crate::openai::*;
+use crate::state::AppState;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use engine::{ChatMessage, Constraint, Event, GenerateRequest, Priority, SamplingParams};
+use futures::stream::Stream;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams, ApiError> {
+    if let Some(n) = s.n {
+        if n != 1 {
+            return Err(ApiError::bad_request("only `n` = 1 is supported").param("n"));
+        }
+    }
+    let max = s.max_completion_tokens.or(s.max_tokens);
+    if let Some(m) = max {
+        if m == 0 || m as usize > ctx_limit {
+            return Err(ApiError::bad_request(format!("`max_tokens` must be between 1 and the model's context ({ctx_limit})")).param("max_tokens"));
+        }
+    }
+    let d = SamplingParams::default();
+    let p = SamplingParams {
+        temperature: s.temperature.unwrap_or(1.0),
+        top_p: s.top_p.unwrap_or(1.0),
+        top_k: s.top_k.unwrap_or(0),
+        min_p: s.min_p.unwrap_or(0.0),
+        repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
+        presence_penalty: s.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
+        seed: s.seed,
+        max_tokens: max.map(|m| m as usize).unwrap_or(ctx_limit),
+        stop: s.stop.as_ref().map(|x| match x {
+            StringOrList::One(s) => vec![s.clone()],
+            StringOrList::Many(v) => v.clone(),
+        }).unwrap_or_default(),
+        ignore_eos: s.ignore_eos.unwrap_or(false),
+        ..d
+    };
+    p.validate().map_err(|m| {
+        let param = m.split('`').nth(1).unwrap_or("").to_owned();
+        ApiError::bad_request(m).param(&param)
+    })?;
+    Ok(p)
+}
+
+pub fn priority(s: &Sampling, headers: &axum::http::HeaderMap, default: Priority) -> Result<Priority, ApiError> {
+    let v = s.priority.clone().or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()).map(str::to_owned));
+    match v.as_deref() {
+        None => Ok(default),
+        Some("interactive") => Ok(Priority::Interactive),
+        Some("batch") => Ok(Priority::Batch),
+        Some(other) => Err(ApiError::bad_request(format!("unknown priority `{other}` (interactive or batch)")).param("priority")),
+    }
+}
+
+pub fn chat_messages(msgs: &[InMessage]) -> Result<Vec<ChatMessage>, ApiError> {
+    if msgs.is_empty() {
+        return Err(ApiError::bad_request("`messages` must not be empty").param("messages"));
+    }
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if !engine::template::ROLES.contains(&m.role.as_str()) && m.role != "developer" {
+                return Err(ApiError::bad_request(format!("messages[{i}]: unknown role `{}`", m.role)).param("messages"));
+            }
+            let role = if m.role == "developer" { "system" } else { m.role.as_str() };
+            let content = match &m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => {
+                    let mut s = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(ApiError::bad_request(format!("messages[{i}]: content part type `{}` is not supported", p.kind)).param("messages"));
+                        }
+                        s.push_str(p.text.as_deref().unwrap_or(""));
+                    }
+                    s
+                }
+            };
+            Ok(ChatMessage::new(role, content))
+        })
+        .collect()
+}
+
+pub fn constraint(rf: &Option<ResponseFormat>) -> Option<Constraint> {
+    match rf {
+        None | Some(ResponseFormat::Text) => None,
+        Some(ResponseFormat::JsonObject) => Some(Constraint::JsonObject),
+        Some(ResponseFormat::JsonSchema { json_schema }) => Some(Constraint::JsonSchema(json_schema.schema.clone())),
+    }
+}
+
+/// What kind of response to build.
+pub enum Shape {
+    Chat,
+    Completion,
+}
+
+pub struct Job {
+    pub model: String,
+    pub req: GenerateRequest,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub shape: Shape,
+    pub keep_alive: Option<Duration>,
+    pub echo_prefix: Option<String>,
+}
+
+pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let class = match job.req.priority {
+        Priority::Interactive => "interactive",
+        Priority::Batch => "batch",
+    };
+    let lease = state.pool.acquire(&job.model, job.keep_alive).await?;
+    if matches!(&*lease, Loaded::Encoder { .. }) {
+        return Err(ApiError::bad_request(format!("`{}` is an embedding model; use /v1/embeddings", job.model)).param("model"));
+    }
+    // Templating, tokenizing and compiling a schema (the first one builds the vocabulary
+    // trie) are CPU work: keep them off the async workers.
+    let req = std::mem::replace(&mut job.req, GenerateRequest::new(engine::Prompt::Tokens(Vec::new()), SamplingParams::default()));
+    let model = lease.model().clone();
+    let submitted = tokio::task::spawn_blocking(move || match &*model {
+        Loaded::Decoder(e) => e.submit(req),
+        Loaded::Encoder { .. } => unreachable!("checked above"),
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let seq = submitted.map_err(|e| {
+        state.metrics.rejected(&job.model, class, &e);
+        ApiError::from(e)
+    })?;
+    let id = format!("{}-{}", if matches!(job.shape, Shape::Chat) { "chatcmpl" } else { "cmpl" }, uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    let timeout = Duration::from_secs(state.cfg.request_timeout_s);
+    let metrics = state.metrics.clone();
+    if !job.stream {
+        let out = tokio::time::timeout(timeout, seq.collect()).await.map_err(|_| ApiError::timeout("request deadline passed"))??;
+        metrics.finished(&job.model, class, &out.finish, t0.elapsed());
+        let usage = Usage::new(out.finish.prompt_tokens, out.finish.completion_tokens);
+        let logprobs = out.tokens.iter().filter_map(|t| t.logprob.as_ref()).map(TokenLogprob::from).collect::<Vec<_>>();
+        let has_lp = out.tokens.iter().any(|t| t.logprob.is_some());
+        let reason = finish_reason(out.finish.reason);
+        drop(lease);
+        let body = match job.shape {
+            Shape::Chat => json!({
+                "id": id, "object": "chat.completion", "created": created, "model": job.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text},
+                             "logprobs": if has_lp { json!({"content": logprobs}) } else { serde_json::Value::Null },
+                             "finish_reason": reason}],
+                "usage": usage, "system_fingerprint": "rightsize",
+            }),
+            Shape::Completion => json!({
+                "id": id, "object": "text_completion", "created": created, "model": job.model,
+                "choices": [{"index": 0, "text": format!("{}{}", job.echo_prefix.unwrap_or_default(), out.text),
+                             "logprobs": if has_lp { legacy_logprobs(&logprobs) } else { serde_json::Value::Null },
+                             "finish_reason": reason}],
+                "usage": usage,
+            }),
+        };
+        return Ok(axum::Json(body).into_response());
+    }
+    let stream = sse_stream(seq, lease, id, created, job, timeout, metrics, class, t0);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn legacy_logprobs(lps: &[TokenLogprob]) -> serde_json::Value {
+    json!({
+        "tokens": lps.iter().map(|l| l.token.clone()).collect::<Vec<_>>(),
+        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+        "top_logprobs": lps.iter().map(|l| l.top_logprobs.iter().map(|t| (t.token.clone(), json!(t.logprob))).collect::<serde_json::Map<String, serde_json::Value>>()).collect::<Vec<_>>(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sse_stream(
+    mut seq: engine::Sequence,
+    lease: pool::Lease<Loaded>,
+    id: String,
+    created: u64,
+    job: Job,
+    timeout: Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    class: &'static str,
+    t0: Instant,
+) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
+    /// Counts the request as cancelled if the stream is dropped (client gone) before Done.
+    struct Finished {
+        done: bool,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        model: String,
+        class: &'static str,
+    }
+    impl Drop for Finished {
+        fn drop(&mut self) {
+            if !self.done {
+                self.metrics.cancelled(&self.model, self.class);
+            }
+        }
+    }
+    async_stream::stream! {
+        let _lease = lease; // the model stays resident while the stream lives
+        let mut finished = Finished { done: false, metrics: metrics.clone(), model: job.model.clone(), class };
+        let chat = matches!(job.shape, Shape::Chat);
+        let chunk = |delta: serde_json::Value, reason: Option<&str>, lp: Option<serde_json::Value>| -> SseEvent {
+            let body = if chat {
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": job.model,
+                       "system_fingerprint": "rightsize",
+                       "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": reason}]})
+            } else {
+                json!({"id": id, "object": "text_completion", "created": created, "model": job.model,
+                       "choices": [{"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": lp, "finish_reason": reason}]})
+            };
+            SseEvent::default().data(body.to_string())
+        };
+        if chat {
+            yield Ok(chunk(json!({"role": "assistant", "content": ""}), None, None));
+        } else if let Some(prefix) = &job.echo_prefix {
+            yield Ok(chunk(json!({"content": prefix}), None, None));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = match tokio::time::timeout_at(deadline, seq.next()).await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(_) => {
+                    seq.cancel();
+                    yield Ok(SseEvent::default().data(json!({"error": {"message": "request deadline passed", "type": "timeout_error"}}).to_string()));
+                    break;
+                }
+            };
+            match ev {
+                Event::Token(t) => {
+                    let lp = t.logprob.as_ref().map(|l| if chat { json!({"content": [TokenLogprob::from(l)]}) } else { legacy_logprobs(&[TokenLogprob::from(l)]) });
+                    if !t.text.is_empty() || lp.is_some() {
+                        yield Ok(chunk(json!({"content": t.text}), None, lp));
+                    }
+                }
+                Event::Done(f) => {
+                    if !f.tail.is_empty() {
+                        yield Ok(chunk(json!({"content": f.tail}), None, None));
+                    }
+                    metrics.finished(&job.model, class, &f, t0.elapsed());
+                    finished.done = true;
+                    yield Ok(chunk(json!({}), Some(finish_reason(f.reason)), None));
+                    if job.include_usage {
+                        let u = Usage::new(f.prompt_tokens, f.completion_tokens);
+                        let body = json!({"id": id, "object": if chat { "chat.completion.chunk" } else { "text_completion" }, "created": created, "model": job.model, "choices": [], "usage": u});
+                        yield Ok(SseEvent::default().data(body.to_string()));
+                    }
+                    break;
+                }
+                Event::Error(e) => {
+                    finished.done = true;
+                    yield Ok(SseEvent::default().data(json!({"error": {"message": e, "type": "server_error"}}).to_string()));
+                    break;
+                }
+            }
+        }
+        yield Ok(SseEvent::default().data("[DONE]"));
+    }
+}

@@ -1,0 +1,72 @@
+//! # server — the HTTP edge
+//!
+//! Why: users already speak OpenAI's API; rightsize must be a drop-in endpoint for the
+//! official clients while sharing one machine between many small models. This crate is a thin
+//! edge over the core (like TEI's router): it parses and authorises requests, maps errors to
+//! OpenAI's JSON shape and status codes, and hands work to the `pool` (which model is
+//! resident) and the `engine` (batching and decoding). No lock is held across an `.await`.
+
+pub mod config;
+pub mod error;
+mod generate;
+pub mod metrics;
+pub mod models;
+pub mod openai;
+mod routes;
+pub mod keys;
+pub mod state;
+
+pub use config::ServerConfig;
+pub use routes::router;
+pub use state::{AppState, Caller, KeyCheck};
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot bind {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Build the state from a config: the pool over the cache, metrics, keys.
+pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCheck>>) -> Result<AppState, ServeError> {
+    if !cfg.is_loopback() && cfg.open_local {
+        return Err(ServeError::Config(format!(
+            "refusing to serve without API keys on {} (not loopback): set `open_local = false` and create keys with `rightsize keys create`",
+            cfg.bind
+        )));
+    }
+    if !cfg.open_local && keys.is_none() {
+        return Err(ServeError::Config("`open_local = false` needs a key store".into()));
+    }
+    let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
+    let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys })
+}
+
+/// Bind and serve until `shutdown` resolves. Pinned models are loaded first.
+pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(&state.cfg.bind).await.map_err(|e| ServeError::Bind(state.cfg.bind.clone(), e))?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// Serve on an already-bound listener (tests bind port 0).
+pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    state.pool.spawn_reaper(std::time::Duration::from_secs(1));
+    for m in state.cfg.models.iter().filter(|m| m.pin) {
+        let pool = state.pool.clone();
+        let id = m.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.preload(&id).await {
+                tracing::error!(model = %id, error = %e, "could not load a pinned model");
+            }
+        });
+    }
+    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The route table and handlers. Handlers stay thin: parse, authorise, hand to `generate`.
+
+use crate::error::ApiError;
+use crate::generate::{self, Job, Shape};
+use crate::models::Loaded;
+use crate::openai::*;
+use crate::state::{AppState, Caller};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/admin/models", get(ps))
+        .route("/admin/models/{id}/load", post(load))
+        .route("/admin/models/{id}/unload", post(unload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(api)
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let caller = match (bearer, &state.keys) {
+        (Some(secret), Some(keys)) => keys.check(secret).ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?,
+        (None, _) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive },
+        (Some(_), None) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive },
+        _ => return Err(ApiError::unauthorized("an API key is required: `Authorization: Bearer <key>`")),
+    };
+    if req.uri().path().starts_with("/admin") && !caller.admin {
+        return Err(ApiError::forbidden("this key lacks the `admin` scope"));
+    }
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+fn ctx_limit(state: &AppState, model: &str) -> Result<usize, ApiError> {
+    let m = state.cfg.models.iter().find(|m| m.id == model).ok_or_else(|| ApiError::not_found_model(model))?;
+    Ok(m.ctx as usize)
+}
+
+fn keep_alive(s: &Sampling) -> Result<Option<std::time::Duration>, ApiError> {
+    s.keep_alive.as_ref().map(parse_keep_alive).transpose().map(Option::flatten)
+}
+
+async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<ChatRequest>) -> Result<Response, ApiError> {
+    let limit = ctx_limit(&state, &r.model)?;
+    if r.tools.is_some() {
+        return Err(ApiError::bad_request("`tools` are not supported yet").param("tools"));
+    }
+    let messages = generate::chat_messages(&r.messages)?;
+    let params = generate::sampling_params(&r.sampling, limit)?;
+    let top = match (r.logprobs, r.top_logprobs) {
+        (_, Some(n)) if n > 20 => return Err(ApiError::bad_request("`top_logprobs` must be at most 20").param("top_logprobs")),
+        (true, n) => Some(n.unwrap_or(0) as usize),
+        (false, Some(_)) => return Err(ApiError::bad_request("`top_logprobs` needs `logprobs: true`").param("top_logprobs")),
+        (false, None) => None,
+    };
+    let mut req = engine::GenerateRequest::new(engine::Prompt::Chat(messages), params);
+    req.constraint = generate::constraint(&r.response_format);
+    req.logprobs = top;
+    req.priority = generate::priority(&r.sampling, &headers, caller.default_priority)?;
+    let job = Job {
+        model: r.model,
+        req,
+        stream: r.stream,
+        include_usage: r.stream_options.is_some_and(|o| o.include_usage),
+        shape: Shape::Chat,
+        keep_alive: keep_alive(&r.sampling)?,
+        echo_prefix: None,
+    };
+    generate::run(state, job).await
+}
+
+async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<CompletionRequest>) -> Result<Response, ApiError> {
+    let limit = ctx_limit(&state, &r.model)?;
+    let prompts = r.prompt.into_vec();
+    if prompts.len() != 1 {
+        return Err(ApiError::bad_request("exactly one prompt is supported").param("prompt"));
+    }
+    let prompt = prompts.into_iter().next().unwrap_or_default();
+    if prompt.is_empty() {
+        return Err(ApiError::bad_request("`prompt` must not be empty").param("prompt"));
+    }
+    let mut params = generate::sampling_params(&r.sampling, limit)?;
+    if r.sampling.max_tokens.is_none() {
+        params.max_tokens = 16; // OpenAI's default for legacy completions
+    }
+    if r.logprobs.is_some_and(|n| n > 5) {
+        return Err(ApiError::bad_request("`logprobs` must be at most 5").param("logprobs"));
+    }
+    let mut req = engine::GenerateRequest::new(engine::Prompt::Text(prompt.clone()), params);
+    req.logprobs = r.logprobs.map(|n| n as usize);
+    req.priority = generate::priority(&r.sampling, &headers, caller.default_priority)?;
+    let job = Job {
+        model: r.model,
+        req,
+        stream: r.stream,
+        include_usage: r.stream_options.is_some_and(|o| o.include_usage),
+        shape: Shape::Completion,
+        keep_alive: keep_alive(&r.sampling)?,
+        echo_prefix: r.echo.then_some(prompt),
+    };
+    generate::run(state, job).await
+}
+
+async fn embeddings(State(state): State<AppState>, Body(r): Body<EmbeddingRequest>) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    if !state.pool.knows(&r.model) {
+        return Err(ApiError::not_found_model(&r.model));
+    }
+    let inputs = match r.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+        EmbeddingInput::Tokens(_) => return Err(ApiError::bad_request("token-array input is not supported; send strings").param("input")),
+    };
+    if inputs.is_empty() || inputs.len() > 2048 {
+        return Err(ApiError::bad_request("`input` must hold 1 to 2048 strings").param("input"));
+    }
+    let base64 = match r.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("unknown encoding_format `{o}`")).param("encoding_format")),
+    };
+    let lease = state.pool.acquire(&r.model, None).await?;
+    if !matches!(&*lease, Loaded::Encoder { .. }) {
+        return Err(ApiError::bad_request(format!("`{}` is not an embedding model", r.model)).param("model"));
+    }
+    let model = lease.model().clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let Loaded::Encoder { model: enc, .. } = &*model else { unreachable!("checked above") };
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        enc.embed_with_usage(&refs)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    drop(lease);
+    let tokens = out.total_tokens();
+    let vectors = out.embeddings;
+    if let Some(d) = r.dimensions {
+        if d == 0 || vectors.first().is_some_and(|v| d > v.len()) {
+            return Err(ApiError::bad_request("`dimensions` must be between 1 and the model's size").param("dimensions"));
+        }
+    }
+    let data: Vec<serde_json::Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut v)| {
+            if let Some(d) = r.dimensions {
+                v.truncate(d);
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+            let emb = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": emb})
+        })
+        .collect();
+    state.metrics.embedded(&r.model, tokens, t0.elapsed());
+    Ok(Json(json!({"object": "list", "data": data, "model": r.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response())
+}
+
+fn model_json(id: &str) -> serde_json::Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "rightsize"})
+}
+
+async fn list_models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"object": "list", "data": state.cfg.models.iter().map(|m| model_json(&m.id)).collect::<Vec<_>>()}))
+}
+
+async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.cfg.models.iter().find(|m| m.id == id).map(|m| Json(model_json(&m.id))).ok_or_else(|| ApiError::not_found_model(&id))
+}
+
+async fn ps(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let models: Vec<serde_json::Value> = state
+        .pool
+        .list()
+        .into_iter()
+        .map(|r| {
+            let (running, queued) = match state.pool.peek(&r.id).as_deref() {
+                Some(Loaded::Decoder(e)) => {
+                    let s = e.stats();
+                    (s.running, s.queued)
+                }
+                _ => (0, 0),
+            };
+            json!({"id": r.id, "bytes": r.bytes, "in_use": r.in_use, "running": running, "queued": queued,
+                   "pinned": r.pinned, "idle_s": r.idle_s, "keep_alive_s": r.keep_alive_s, "loading": r.loading, "load_s": r.load_s})
+        })
+        .collect();
+    Json(json!({"budget_bytes": state.pool.budget(), "used_bytes": state.pool.used(), "models": models}))
+}
+
+async fn load(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.pool.preload(&id).await?;
+    Ok(Json(json!({"id": id, "loaded": true})))
+}
+
+async fn unload(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.pool.unload(&id) {
+        Ok(was) => Ok(Json(json!({"id": id, "unloaded": was}))),
+        Err(pool::PoolError::Unknown(_)) => Err(ApiError::not_found_model(&id)),
+        Err(e) => Err(ApiError::overloaded(e.to_string(), 1)),
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    // Ready when every pinned model is resident.
+    let resident: Vec<String> = state.pool.list().into_iter().filter(|r| !r.loading).map(|r| r.id).collect();
+    let missing: Vec<&str> = state.cfg.models.iter().filter(|m| m.pin && !resident.contains(&m.id)).map(|m| m.id.as_str()).collect();
+    if missing.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "waiting_for": missing}))).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    // Evicted models must disappear from the gauges, not keep their last value.
+    m.resident_bytes.reset();
+    m.queue_depth.reset();
+    m.running.reset();
+    for r in state.pool.list() {
+        m.resident_bytes.with_label_values(&[&r.id]).set(r.bytes as i64);
+        if let Some(Loaded::Decoder(e)) = state.pool.peek(&r.id).as_deref() {
+            let s = e.stats();
+            m.queue_depth.with_label_values(&[&r.id]).set(s.queued as i64);
+            m.running.with_label_values(&[&r.id]).set(s.running as i64);
+        }
+    }
+    let c = state.pool.counters();
+    use std::sync::atomic::Ordering::Relaxed;
+    m.pool_events.with_label_values(&["load"]).set(c.loads.load(Relaxed) as i64);
+    m.pool_events.with_label_values(&["eviction"]).set(c.evictions.load(Relaxed) as i64);
+    m.pool_events.with_label_values(&["expiration"]).set(c.expirations.load(Relaxed) as i64);
+    ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()
+}

@@ -1,0 +1,69 @@
+//! Start a real server (real models from the cache) on a free loopback port.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+pub struct TestServer {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(toml: &str) -> Self {
+        let cfg = server::ServerConfig::from_toml(toml).expect("test config");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let state = server::state(cfg, supply::Cache::from_env(), None).unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                server::serve_on(listener, state, async { let _ = rx.await; }).await.unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server bound");
+        let base = format!("http://{addr}");
+        // Wait until pinned models are resident.
+        let client = reqwest::blocking::Client::new();
+        for _ in 0..600 {
+            if client.get(format!("{base}/ready")).send().map(|r| r.status().is_success()).unwrap_or(false) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { base, stop: Some(tx), thread: Some(thread) }
+    }
+
+    pub fn client() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap()
+    }
+
+    pub fn ps(&self) -> serde_json::Value {
+        Self::client().get(format!("{}/admin/models", self.base)).send().unwrap().json().unwrap()
+    }
+
+    pub fn resident(&self) -> Vec<String> {
+        self.ps()["models"].as_array().unwrap().iter().filter(|m| !m["loading"].as_bool().unwrap()).map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn chat(&self, model: &str, content: &str, extra: serde_json::Value) -> reqwest::blocking::Response {
+        let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 8});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        Self::client().post(format!("{}/v1/chat/completions", self.base)).json(&body).send().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The memory budget on real models: eviction (LRU, never pinned, never in use), keep-alive,
+//! admin load/unload, and a bounded mixed load that stays within budget with no 5xx.
+
+mod common;
+use common::TestServer;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+// Sizes: SmolLM2-135M ≈ 98 MB weights + 2×512 cells × 23 KB KV ≈ 122 MB; Qwen2.5-0.5B is
+// estimated at 491 MB + 2×512 × 28 KiB ≈ 521 MB before loading (≈ 504 MB measured); MiniLM
+// ≈ 91 MB. 615 MB holds Qwen + MiniLM, or SmolLM2 + MiniLM, never SmolLM2 + Qwen.
+fn config(pin_smol: bool) -> String {
+    config_with(pin_smol, 2)
+}
+
+fn config_with(pin_smol: bool, load_wait_s: u64) -> String {
+    format!(
+        r#"
+memory_budget = "615MB"
+load_wait_s = {load_wait_s}
+[[model]]
+id = "smollm2-135m"
+ctx = 512
+max_sequences = 2
+pin = {pin_smol}
+[[model]]
+id = "qwen2.5-0.5b"
+ctx = 512
+max_sequences = 2
+[[model]]
+id = "minilm-l6"
+"#
+    )
+}
+
+#[test]
+fn lru_eviction_within_budget_and_admin_endpoints() {
+    let s = TestServer::start(&config(false));
+    assert_eq!(s.chat("smollm2-135m", "Hi", json!({})).status(), 200);
+    let emb = TestServer::client().post(format!("{}/v1/embeddings", s.base)).json(&json!({"model": "minilm-l6", "input": "hello"})).send().unwrap();
+    assert_eq!(emb.status(), 200);
+    let mut r = s.resident();
+    r.sort();
+    assert_eq!(r, vec!["minilm-l6", "smollm2-135m"]);
+    // Qwen does not fit next to both: the least recently used idle model (smollm2) goes.
+    std::thread::sleep(Duration::from_millis(20));
+    let emb = TestServer::client().post(format!("{}/v1/embeddings", s.base)).json(&json!({"model": "minilm-l6", "input": "again"})).send().unwrap();
+    assert_eq!(emb.status(), 200);
+    let r = s.chat("qwen2.5-0.5b", "What is the capital of France?", json!({"max_tokens": 8}));
+    assert_eq!(r.status(), 200);
+    let mut r = s.resident();
+    r.sort();
+    assert_eq!(r, vec!["minilm-l6", "qwen2.5-0.5b"]);
+    let ps = s.ps();
+    assert!(ps["used_bytes"].as_u64().unwrap() <= ps["budget_bytes"].as_u64().unwrap(), "{ps}");
+    let metrics = TestServer::client().get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
+    assert!(metrics.contains(r#"rightsize_pool_events_total{event="eviction"} 1"#), "{metrics}");
+    // Admin unload / load.
+    let c = TestServer::client();
+    let u: serde_json::Value = c.post(format!("{}/admin/models/qwen2.5-0.5b/unload", s.base)).send().unwrap().json().unwrap();
+    assert_eq!(u["unloaded"], true);
+    assert_eq!(s.resident(), vec!["minilm-l6"]);
+    assert_eq!(c.post(format!("{}/admin/models/smollm2-135m/load", s.base)).send().unwrap().status(), 200);
+    assert!(s.resident().contains(&"smollm2-135m".to_string()));
+    assert_eq!(c.post(format!("{}/admin/models/nope/load", s.base)).send().unwrap().status(), 404);
+}
+
+#[test]
+fn pinned_model_is_never_evicted_so_the_other_gets_503() {
+    let s = TestServer::start(&config(true));
+    let emb = TestServer::client().post(format!("{}/v1/embeddings", s.base)).json(&json!({"model": "minilm-l6", "input": "hello"})).send().unwrap();
+    assert_eq!(emb.status(), 200);
+    assert!(s.resident().contains(&"smollm2-135m".to_string()), "pinned models load at start");
+    // Evicting idle MiniLM is allowed, but smollm2 (pinned) + qwen exceed the budget alone.
+    let t0 = Instant::now();
+    let r = s.chat("qwen2.5-0.5b", "Hi", json!({}));
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: serde_json::Value = r.json().unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("budget"), "{body}");
+    assert!(t0.elapsed() >= Duration::from_secs(2), "waited load_wait_s for room first");
+    assert!(s.resident().contains(&"smollm2-135m".to_string()));
+}
+
+#[test]
+fn keep_alive_unloads_idle_models() {
+    let s = TestServer::start(&config(false));
+    assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "1s"})).status(), 200);
+    assert!(s.resident().contains(&"smollm2-135m".to_string()));
+    let t0 = Instant::now();
+    while s.resident().contains(&"smollm2-135m".to_string()) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not unloaded after keep_alive");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    // Bad keep_alive is a 400.
+    assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "soon"})).status(), 400);
+}
+
+#[test]
+fn bounded_mixed_load_has_no_unexpected_5xx_and_stays_in_budget() {
+    // The two decoders cannot be resident together: every switch evicts and loads.
+    let s = TestServer::start(&config_with(false, 60));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let base = s.base.clone();
+            std::thread::spawn(move || {
+                let c = TestServer::client();
+                let mut codes = Vec::new();
+                for j in 0..4 {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let (path, body) = match (i + j) % 3 {
+                        0 => ("/v1/chat/completions", json!({"model": "smollm2-135m", "messages": [{"role": "user", "content": format!("Say something about {j}.")}], "max_tokens": 12, "priority": if i % 2 == 0 { "batch" } else { "interactive" }})),
+                        1 => ("/v1/chat/completions", json!({"model": "qwen2.5-0.5b", "messages": [{"role": "user", "content": "Name a fruit."}], "max_tokens": 8})),
+                        _ => ("/v1/embeddings", json!({"model": "minilm-l6", "input": ["one", "two", "three"]})),
+                    };
+                    let r = c.post(format!("{base}{path}")).json(&body).send().unwrap();
+                    codes.push(r.status().as_u16());
+                }
+                codes
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    println!("status codes: {codes:?}");
+    assert!(codes.len() >= 12);
+    // 503 (no room within load_wait_s while the other decoder is busy) and 429 are expected
+    // back-pressure; anything else in 5xx is a bug.
+    let unexpected: Vec<_> = codes.iter().filter(|&&c| c >= 500 && c != 503).collect();
+    assert!(unexpected.is_empty(), "{codes:?}");
+    assert!(codes.iter().filter(|&&c| c == 200).count() * 2 >= codes.len(), "mostly served: {codes:?}");
+    let ps = s.ps();
+    assert!(ps["used_bytes"].as_u64().unwrap() <= ps["budget_bytes"].as_u64().unwrap(), "{ps}");
+}

@@ -1,0 +1,192 @@
+//! API keys. The secret is shown once at creation; only its SHA-256 is stored (secrets are
+//! 256 random bits, so a fast hash is enough: there is nothing to brute-force).
+
+use crate::{now_secs, Store, StoreError};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyScope {
+    Inference,
+    Admin,
+}
+
+/// A stored key (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// First characters of the secret, to recognise it in lists.
+    pub prefix: String,
+    pub scopes: Vec<KeyScope>,
+    /// Default priority class of the key's requests: `interactive` or `batch`.
+    pub priority: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKey {
+    pub fn has(&self, s: KeyScope) -> bool {
+        self.scopes.contains(&s)
+    }
+}
+
+/// A key just created, with its secret (shown once).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn parse_scopes(s: &str) -> Vec<KeyScope> {
+    s.split(',')
+        .filter_map(|x| match x.trim() {
+            "inference" => Some(KeyScope::Inference),
+            "admin" => Some(KeyScope::Admin),
+            _ => None,
+        })
+        .collect()
+}
+
+fn row_to_key(r: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
+    Ok(ApiKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        scopes: parse_scopes(&r.try_get::<String, _>("scopes")?),
+        priority: r.try_get("priority")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+impl Store {
+    /// Create a key. `scopes` must not be empty; `priority` is `interactive` or `batch`.
+    pub async fn create_key(&self, name: &str, scopes: &[KeyScope], priority: &str) -> Result<NewKey, StoreError> {
+        if scopes.is_empty() {
+            return Err(StoreError::Invalid("a key needs at least one scope".into()));
+        }
+        if !matches!(priority, "interactive" | "batch") {
+            return Err(StoreError::Invalid(format!("priority `{priority}` is not interactive or batch")));
+        }
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let secret = format!("rsk-{}", hex::encode(raw));
+        let mut id_raw = [0u8; 6];
+        rand::thread_rng().fill_bytes(&mut id_raw);
+        let key = ApiKey {
+            id: format!("key_{}", hex::encode(id_raw)),
+            name: name.to_owned(),
+            prefix: secret[..10].to_owned(),
+            scopes: scopes.to_vec(),
+            priority: priority.to_owned(),
+            created_at: now_secs(),
+            revoked_at: None,
+        };
+        let scopes_s = scopes.iter().map(|s| if *s == KeyScope::Admin { "admin" } else { "inference" }).collect::<Vec<_>>().join(",");
+        sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, scopes, priority, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(hash_secret(&secret))
+            .bind(scopes_s)
+            .bind(&key.priority)
+            .bind(key.created_at)
+            .execute(self.pool())
+            .await?;
+        Ok(NewKey { key, secret })
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, prefix, scopes, priority, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(row_to_key).collect::<Result<_, _>>()?)
+    }
+
+    /// Revoke by id or name.
+    pub async fn revoke_key(&self, id_or_name: &str) -> Result<ApiKey, StoreError> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE (id = $2 OR name = $3) AND revoked_at IS NULL")
+            .bind(now_secs())
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchKey(id_or_name.to_owned()));
+        }
+        self.list_keys().await?.into_iter().find(|k| k.id == id_or_name || k.name == id_or_name).ok_or_else(|| StoreError::NoSuchKey(id_or_name.into()))
+    }
+
+    /// Active keys by secret hash (the server keeps these in memory and refreshes them).
+    pub async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, prefix, hash, scopes, priority, created_at, revoked_at FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
+    /// The active key for a presented secret.
+    pub async fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+        let h = hash_secret(secret);
+        Ok(self.active_keys().await?.into_iter().find(|(hash, _)| *hash == h).map(|(_, k)| k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("sub/rs.db").to_str().unwrap()).await.unwrap();
+        (s, dir)
+    }
+
+    #[tokio::test]
+    async fn keys_are_stored_hashed_and_verify() {
+        let (s, dir) = temp_store().await;
+        let k = s.create_key("ci", &[KeyScope::Inference], "batch").await.unwrap();
+        assert!(k.secret.starts_with("rsk-") && k.secret.len() == 68);
+        assert_eq!(s.verify_key(&k.secret).await.unwrap().unwrap().id, k.key.id);
+        assert!(s.verify_key("rsk-wrong").await.unwrap().is_none());
+        // The secret itself is nowhere in the database file.
+        drop(s);
+        let bytes = std::fs::read(dir.path().join("sub/rs.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("sub/rs.db-wal")).unwrap_or_default();
+        let hay = [bytes, wal].concat();
+        assert!(!hay.windows(k.secret.len()).any(|w| w == k.secret.as_bytes()));
+        assert!(hay.windows(64).any(|w| w == hash_secret(&k.secret).as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn revoked_keys_stop_verifying() {
+        let (s, _d) = temp_store().await;
+        let a = s.create_key("a", &[KeyScope::Inference, KeyScope::Admin], "interactive").await.unwrap();
+        let b = s.create_key("b", &[KeyScope::Inference], "interactive").await.unwrap();
+        let revoked = s.revoke_key("a").await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert!(s.verify_key(&a.secret).await.unwrap().is_none());
+        assert!(s.verify_key(&b.secret).await.unwrap().is_some());
+        assert!(matches!(s.revoke_key("a").await, Err(StoreError::NoSuchKey(_))));
+        let all = s.list_keys().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].has(KeyScope::Admin));
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused() {
+        let (s, _d) = temp_store().await;
+        assert!(matches!(s.create_key("x", &[], "interactive").await, Err(StoreError::Invalid(_))));
+        assert!(matches!(s.create_key("x", &[KeyScope::Admin], "urgent").await, Err(StoreError::Invalid(_))));
+        assert!(Store::open("/proc/nope/rs.db").await.is_err());
+    }
+}
