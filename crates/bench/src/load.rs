@@ -168,7 +168,10 @@ pub async fn run_load(spec: &LoadSpec) -> Result<LoadResult, BenchError> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(spec.clients)
+        // A fresh connection per request: a pooled keep-alive connection that the
+        // server closes while idle fails the next send, an artefact of the client
+        // rather than a server error. Loopback connects cost microseconds.
+        .pool_max_idle_per_host(0)
         .build()?;
     let endpoint = spec.endpoint();
     let start = Instant::now();
@@ -267,7 +270,10 @@ async fn one_request(
     if let Some(key) = &spec.api_key {
         req = req.bearer_auth(key);
     }
-    let mut resp = req.send().await.map_err(|e| format!("send: {e}"))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| format!("send: {}", error_chain(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
@@ -291,7 +297,11 @@ async fn one_request(
 
     let mut sse = SseCounter::default();
     let mut buf: Vec<u8> = Vec::new();
-    'read: while let Some(chunk) = resp.chunk().await.map_err(|e| format!("stream: {e}"))? {
+    'read: while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("stream: {}", error_chain(&e)))?
+    {
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
@@ -315,6 +325,18 @@ async fn one_request(
         prompt_tokens,
         from_usage,
     })
+}
+
+/// `e: cause: cause...`, since reqwest's own message hides the root cause.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 fn usage_of(v: &Value) -> Option<(u64, u64)> {

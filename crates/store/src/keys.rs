@@ -179,7 +179,8 @@ mod tests {
         assert!(matches!(s.revoke_key("a").await, Err(StoreError::NoSuchKey(_))));
         let all = s.list_keys().await.unwrap();
         assert_eq!(all.len(), 2);
-        assert!(all[0].has(KeyScope::Admin));
+        assert!(all.iter().find(|k| k.name == "a").unwrap().has(KeyScope::Admin));
+        assert!(!all.iter().find(|k| k.name == "b").unwrap().has(KeyScope::Admin));
     }
 
     #[tokio::test]
