@@ -66,7 +66,16 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdo
             }
         });
     }
-    let app = router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    // Every request gets an id (echoed as `x-request-id`) that its log lines carry.
+    let app = router(state).layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+            }))
+            .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id()),
+    );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub running: IntGaugeVec,
     pub resident_bytes: IntGaugeVec,
     pub pool_events: IntGaugeVec,
+    pub preemptions: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -33,19 +34,23 @@ impl Metrics {
         let running = IntGaugeVec::new(Opts::new("rightsize_running_sequences", "Sequences decoding"), &["model"]).unwrap();
         let resident_bytes = IntGaugeVec::new(Opts::new("rightsize_resident_bytes", "Bytes of resident models"), &["model"]).unwrap();
         let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads, evictions and keep-alive expirations"), &["event"]).unwrap();
+        let preemptions = IntGaugeVec::new(Opts::new("rightsize_preemptions_total", "Batch sequences preempted by interactive ones (since the model was loaded)"), &["model"]).unwrap();
         for c in [&requests, &rejected, &tokens_in, &tokens_out] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         for h in [&ttft, &latency] {
             registry.register(Box::new(h.clone())).unwrap();
         }
-        for g in [&queue_depth, &running, &resident_bytes, &pool_events] {
+        for g in [&queue_depth, &running, &resident_bytes, &pool_events, &preemptions] {
             registry.register(Box::new(g.clone())).unwrap();
         }
-        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events }
+        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions }
     }
 
     pub fn finished(&self, model: &str, class: &str, f: &engine::Finish, latency: Duration) {
+        // One structured line per request: ids, sizes and timings, never prompt text.
+        tracing::info!(model, class, finish = ?f.reason, prompt_tokens = f.prompt_tokens, completion_tokens = f.completion_tokens,
+            ttft_ms = f.time_to_first_token.as_millis() as u64, latency_ms = latency.as_millis() as u64, "request finished");
         let reason = match f.reason {
             engine::FinishReason::Stop => "stop",
             engine::FinishReason::Length => "length",

@@ -250,12 +250,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
     m.resident_bytes.reset();
     m.queue_depth.reset();
     m.running.reset();
+    m.preemptions.reset();
     for r in state.pool.list() {
         m.resident_bytes.with_label_values(&[&r.id]).set(r.bytes as i64);
         if let Some(Loaded::Decoder(e)) = state.pool.peek(&r.id).as_deref() {
             let s = e.stats();
             m.queue_depth.with_label_values(&[&r.id]).set(s.queued as i64);
             m.running.with_label_values(&[&r.id]).set(s.running as i64);
+            m.preemptions.with_label_values(&[&r.id]).set(s.preemptions as i64);
         }
     }
     let c = state.pool.counters();

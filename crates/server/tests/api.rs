@@ -152,12 +152,14 @@ fn client_disconnect_cancels_the_sequence() {
 #[test]
 fn metrics_and_health() {
     let s = server();
-    assert_eq!(s.chat("smollm2-135m", "Hi", json!({})).status(), 200);
+    let r = s.chat("smollm2-135m", "Hi", json!({}));
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-request-id").is_some_and(|v| v.len() >= 32), "requests carry an id");
     let c = TestServer::client();
     assert_eq!(c.get(format!("{}/health", s.base)).send().unwrap().status(), 200);
     assert_eq!(c.get(format!("{}/ready", s.base)).send().unwrap().status(), 200);
     let m = c.get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
-    for name in ["rightsize_requests_total", "rightsize_completion_tokens_total", "rightsize_time_to_first_token_seconds_bucket", "rightsize_resident_bytes", "rightsize_running_sequences"] {
+    for name in ["rightsize_requests_total", "rightsize_completion_tokens_total", "rightsize_time_to_first_token_seconds_bucket", "rightsize_resident_bytes", "rightsize_running_sequences", "rightsize_preemptions_total", "rightsize_queue_depth"] {
         assert!(m.contains(name), "{name} missing");
     }
     assert!(m.contains(r#"model="smollm2-135m""#));
