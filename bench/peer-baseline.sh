@@ -50,12 +50,12 @@ EX="${CARGO_TARGET_DIR:-target}/debug/examples/peer_baseline"
   for m in smollm2-135m qwen2.5-0.5b; do
     f="$MODELS/$m/model.gguf"
     [[ -f "$f" ]] || { echo "skip $m: no $f"; continue; }
-    wait_quiet; "$EX" bench "$f" "$THREADS" 128 64 3 | head -3
-    wait_quiet; "$EX" bench "$f" "$THREADS" 512 0 3 | head -2
+    wait_quiet; "$EX" bench "$f" "$THREADS" 128 64 3 | grep -v "^[[{]"
+    wait_quiet; "$EX" bench "$f" "$THREADS" 512 0 3 | grep -v "^[[{]"
   done
   f="$MODELS/qwen2.5-0.5b/model.gguf"
   if [[ -f "$f" ]]; then
-    wait_quiet; "$EX" load "$f" "$THREADS" 16 16 2 64 4096 | head -2
+    wait_quiet; "$EX" load "$f" "$THREADS" 16 16 2 64 4096 | grep -v "^[[{]"
   fi
 } 2>&1 | tee "$OUT"
 echo "saved $OUT" >&2

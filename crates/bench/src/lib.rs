@@ -29,6 +29,7 @@ pub mod load;
 pub mod peer;
 pub mod rss;
 pub mod server;
+mod sse;
 pub mod stats;
 
 pub use error::BenchError;
