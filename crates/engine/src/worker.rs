@@ -217,46 +217,56 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         while !waiting.is_empty() {
             // Oldest urgent job first (an aged or preempted batch job keeps its place in
             // time); otherwise the oldest job.
-            let pick = waiting
+            let mut pick = waiting
                 .iter()
                 .enumerate()
                 .filter(|(_, a)| a.urgent(limits.batch_aging))
                 .min_by_key(|(_, a)| a.queued_at)
                 .map(|(i, _)| i)
                 .unwrap_or(0);
-            let need = reservation(&waiting[pick], &limits);
-            let fits = !free_slots.is_empty() && (reserved_total + need <= limits.n_ctx || active.is_empty());
-            if !fits {
-                // Only interactive work preempts; aged batch work waits for room.
-                if waiting[pick].priority() != Priority::Interactive {
+            let fits = |a: &Active, reserved_total: usize, free: usize, active_empty: bool| {
+                free > 0 && (reserved_total + reservation(a, &limits) <= limits.n_ctx || active_empty)
+            };
+            if !fits(&waiting[pick], reserved_total, free_slots.len(), active.is_empty()) {
+                // No room. Aging only orders free slots; an interactive arrival may still take
+                // the place of a preemptable batch sequence, and then it gets that place.
+                let Some(ii) = waiting.iter().enumerate().filter(|(_, a)| a.priority() == Priority::Interactive).min_by_key(|(_, a)| a.queued_at).map(|(i, _)| i) else {
+                    break;
+                };
+                let mut preempted_any = false;
+                while !fits(&waiting[ii], reserved_total, free_slots.len(), active.is_empty()) {
+                    let victim = active
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.priority() == Priority::Batch && !a.protected && matches!(a.job, Job::Generate(_)))
+                        .max_by_key(|(_, a)| a.started)
+                        .map(|(i, _)| i);
+                    let Some(v) = victim else { break };
+                    let mut a = active.swap_remove(v);
+                    release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total, &stats);
+                    if let Job::Generate(g) = &mut a.job {
+                        // Re-prefill later from prompt + what was generated (including the
+                        // token sampled but not yet fed).
+                        g.tokens.extend_from_slice(&a.out);
+                    }
+                    a.out.clear();
+                    a.slot = -1;
+                    a.n_past = 0;
+                    a.phase = Phase::Prefill;
+                    a.preempted += 1;
+                    // Keeps its original queue time: it resumes ahead of later work.
+                    stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                    stats.queued.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(generated = a.generated, "preempted a batch sequence");
+                    waiting.push_back(a); // appended: `ii` still points at the interactive job
+                    preempted_any = true;
+                }
+                if !preempted_any || !fits(&waiting[ii], reserved_total, free_slots.len(), active.is_empty()) {
                     break;
                 }
-                let victim = active
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| a.priority() == Priority::Batch && !a.protected && matches!(a.job, Job::Generate(_)))
-                    .max_by_key(|(_, a)| a.started)
-                    .map(|(i, _)| i);
-                let Some(v) = victim else { break };
-                let mut a = active.swap_remove(v);
-                release(&mut ctx, &mut a, &mut free_slots, &mut reserved_total, &stats);
-                if let Job::Generate(g) = &mut a.job {
-                    // Re-prefill later from prompt + what was generated (including the token
-                    // sampled but not yet fed).
-                    g.tokens.extend_from_slice(&a.out);
-                }
-                a.out.clear();
-                a.slot = -1;
-                a.n_past = 0;
-                a.phase = Phase::Prefill;
-                a.preempted += 1;
-                // Keeps its original queue time: it resumes ahead of work that arrived later.
-                stats.preemptions.fetch_add(1, Ordering::Relaxed);
-                stats.queued.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(slot = a.slot, generated = a.generated, "preempted a batch sequence");
-                waiting.push_back(a);
-                continue;
+                pick = ii;
             }
+            let need = reservation(&waiting[pick], &limits);
             let mut a = waiting.remove(pick).expect("index from position");
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             a.slot = free_slots.pop().expect("checked non-empty");

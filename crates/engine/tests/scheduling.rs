@@ -55,3 +55,22 @@ fn batch_is_not_starved() {
     assert_eq!(b.finish.completion_tokens, 4);
     assert!(still_running >= 1, "batch waited for every interactive request: starved");
 }
+
+#[test]
+fn interactive_preempts_even_behind_aged_batch_work() {
+    // Two slots busy with batch work, two more batch requests waiting long enough to age.
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, batch_aging_ms: 200, ..Default::default() });
+    let batch: Vec<Sequence> = (0..4).map(|i| e.submit(req(&format!("Write story number {i} about a dragon."), 96, Priority::Batch)).unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    let quick = e.submit(req("Say hi.", 2, Priority::Interactive)).unwrap().collect_blocking(|_| {}).unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(quick.finish.completion_tokens, 2);
+    assert!(e.stats().preemptions >= 1, "the interactive request preempted a batch sequence");
+    // It did not wait for the aged batch requests: all four are still unfinished.
+    let unfinished = batch.iter().filter(|s| !s.is_finished()).count();
+    assert!(unfinished >= 3, "{unfinished} batch sequences unfinished after the interactive one ({waited:?})");
+    for s in batch {
+        assert_eq!(s.collect_blocking(|_| {}).unwrap().finish.completion_tokens, 96);
+    }
+}

@@ -50,6 +50,10 @@ pub struct Report {
     pub prefill_tps: f64,
     pub decode_tps: f64,
     pub aggregate_tps: Vec<(usize, f64)>,
+    /// Of a single-stream decode step: time inside llama_decode, and everything else
+    /// (sampling, detokenizing, channels), in milliseconds.
+    pub decode_step_ms: f64,
+    pub overhead_step_ms: f64,
     pub kv_cache_bytes: u64,
     pub weight_bytes: u64,
     pub peak_rss_bytes: u64,
@@ -106,7 +110,14 @@ fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
         ttft.push(c.finish.time_to_first_token.as_secs_f64() * 1e3);
         let c = e.generate(GenerateRequest::new(Prompt::Tokens(prompt_of(e, args.prompt_tokens)), fixed(1)))?;
         prefill.push(args.prompt_tokens as f64 / c.finish.time_to_first_token.as_secs_f64());
+        let before = e.stats();
         let c = e.generate(GenerateRequest::new(Prompt::Tokens(short.clone()), fixed(args.gen_tokens)))?;
+        let after = e.stats();
+        let steps = (after.steps - before.steps).max(1) as f64;
+        let in_decode = (after.decode_time - before.decode_time).as_secs_f64() * 1e3 / steps;
+        let per_step = c.finish.total_time.as_secs_f64() * 1e3 / steps;
+        r.decode_step_ms = in_decode;
+        r.overhead_step_ms = per_step - in_decode;
         anyhow::ensure!(c.finish.reason == FinishReason::Length && c.finish.completion_tokens == args.gen_tokens);
         let t = (c.finish.total_time - c.finish.time_to_first_token).as_secs_f64();
         decode.push((args.gen_tokens - 1) as f64 / t);
@@ -170,7 +181,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let n_seq = args.concurrency.iter().copied().max().unwrap_or(1).max(1) as u32;
     let mut cfg = args.engine.config(n_seq);
     if cfg.n_ctx == 0 {
-        cfg.n_ctx = ((n_seq as usize) * (args.gen_tokens + 32)).max(args.prompt_tokens + 64).next_power_of_two() as u32;
+        // Split KV: every sequence needs room for the prefill prompt and the decode run.
+        let per_seq = (args.gen_tokens + 32).max(args.prompt_tokens + 64);
+        cfg.n_ctx = (n_seq as usize * per_seq) as u32;
     }
     let threads = if cfg.n_threads == 0 { engine::default_threads() } else { cfg.n_threads };
     let e = load_engine(&args.model, cfg)?;
@@ -199,6 +212,7 @@ pub fn table(r: &Report) -> String {
     s += &format!("| time to first token (16-token prompt) | {:.1} ms | | |\n", r.ttft_ms);
     s += &format!("| prefill tokens/s | {:.1} | {} | {} |\n", r.prefill_tps, peer_cell(p.map(|p| p.prefill_tps)), ratio(r.prefill_tps, p.map(|p| p.prefill_tps)));
     s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), ratio(r.decode_tps, p.map(|p| p.decode_tps)));
+    s += &format!("| single-stream step: in llama_decode / rest, ms | {:.2} / {:.2} | | |\n", r.decode_step_ms, r.overhead_step_ms);
     for &(c, tps) in &r.aggregate_tps {
         let theirs = p.filter(|p| p.server_parallel == c).map(|p| p.server_aggregate_tps);
         let label = if theirs.is_some() { " (peer: llama-server)" } else { "" };
