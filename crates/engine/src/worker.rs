@@ -297,12 +297,15 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         let decoding = batch.n_tokens() as usize;
         let mut budget = if decoding > 0 { limits.prefill_chunk } else { limits.n_batch };
         budget = budget.min(limits.n_batch - decoding);
-        for a in active.iter_mut() {
-            if budget == 0 {
+        // Interactive prompts first; while one is still prefilling, batch prompts wait, so a
+        // re-prefilled batch sequence never delays an interactive first token.
+        let interactive_prefilling = active.iter().any(|a| matches!(a.phase, Phase::Prefill) && a.priority() == Priority::Interactive);
+        let mut order: Vec<usize> = (0..active.len()).filter(|&i| matches!(active[i].phase, Phase::Prefill)).collect();
+        order.sort_by_key(|&i| (active[i].priority(), active[i].started));
+        for i in order {
+            let a = &mut active[i];
+            if budget == 0 || (interactive_prefilling && a.priority() == Priority::Batch) {
                 break;
-            }
-            if !matches!(a.phase, Phase::Prefill) {
-                continue;
             }
             let (total, want_from, want_to) = match &a.job {
                 Job::Generate(g) => (g.tokens.len(), g.tokens.len() - 1, g.tokens.len() - 1),
