@@ -285,9 +285,16 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         }
 
         // 4. Build one batch: every decoding sequence's next token, then prompt chunks.
+        //    While an interactive prompt is prefilling, the step carries interactive work
+        //    only (batch sequences pause for that step), so its first token is not delayed
+        //    by a full batch.
         batch.clear();
+        let interactive_prefilling = active.iter().any(|a| matches!(a.phase, Phase::Prefill) && a.priority() == Priority::Interactive);
         for a in active.iter_mut() {
             a.outputs.clear();
+            if interactive_prefilling && a.priority() == Priority::Batch {
+                continue;
+            }
             if let Phase::Decode { last } = a.phase {
                 let idx = batch.n_tokens();
                 batch.add(LlamaToken(last), a.n_past as i32, &[a.slot], true).expect("batch sized for n_seq_max");
@@ -297,9 +304,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         let decoding = batch.n_tokens() as usize;
         let mut budget = if decoding > 0 { limits.prefill_chunk } else { limits.n_batch };
         budget = budget.min(limits.n_batch - decoding);
-        // Interactive prompts first; while one is still prefilling, batch prompts wait, so a
-        // re-prefilled batch sequence never delays an interactive first token.
-        let interactive_prefilling = active.iter().any(|a| matches!(a.phase, Phase::Prefill) && a.priority() == Priority::Interactive);
+        // Interactive prompts first; batch prompts wait while one is prefilling.
         let mut order: Vec<usize> = (0..active.len()).filter(|&i| matches!(active[i].phase, Phase::Prefill)).collect();
         order.sort_by_key(|&i| (active[i].priority(), active[i].started));
         for i in order {
@@ -311,7 +316,10 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                 Job::Generate(g) => (g.tokens.len(), g.tokens.len() - 1, g.tokens.len() - 1),
                 Job::Score(s) => (s.tokens.len(), s.prompt_len - 1, s.tokens.len() - 2),
             };
-            let end = (a.n_past + budget).min(total);
+            // Batch prompts go in small chunks while others decode: a step's length bounds how
+            // long a newly arrived interactive request waits.
+            let cap = if decoding > 0 && a.priority() == Priority::Batch { (limits.prefill_chunk / 8).max(16) } else { budget };
+            let end = (a.n_past + budget.min(cap)).min(total);
             for pos in a.n_past..end {
                 let logits = pos >= want_from && pos <= want_to;
                 let idx = batch.n_tokens();
