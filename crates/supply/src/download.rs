@@ -140,17 +140,9 @@ pub(crate) fn download(
             }
             if have == size && have > 0 {
                 // Everything is already here: only verify.
-                match finish(&partial, job, sha256_prefix(&partial, have)?, have) {
-                    Err(PullError::ChecksumMismatch { .. }) if !restarted => {
-                        restart(
-                            &partial,
-                            job.url,
-                            &mut restarted,
-                            "the partial file was complete but corrupt",
-                        )?;
-                        continue;
-                    }
-                    other => return other,
+                match finish_complete(&partial, job, have, &mut restarted)? {
+                    Some(sha) => return Ok(sha),
+                    None => continue,
                 }
             }
         }
@@ -194,17 +186,9 @@ pub(crate) fn download(
             StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
                 let (_, total) = header_range(&resp);
                 if total == Some(have) {
-                    match finish(&partial, job, sha256_prefix(&partial, have)?, have) {
-                        Err(PullError::ChecksumMismatch { .. }) if !restarted => {
-                            restart(
-                                &partial,
-                                job.url,
-                                &mut restarted,
-                                "the partial file was complete but corrupt",
-                            )?;
-                            continue;
-                        }
-                        other => return other,
+                    match finish_complete(&partial, job, have, &mut restarted)? {
+                        Some(sha) => return Ok(sha),
+                        None => continue,
                     }
                 }
                 restart(
@@ -276,6 +260,23 @@ pub(crate) fn download(
 
 /// Deletes the partial file so the next request starts from zero; fails when
 /// that already happened once for this download.
+/// Verify a partial file that already holds every byte. A checksum mismatch the first time
+/// deletes it and asks for a fresh download (`Ok(None)`); anything else is the outcome.
+fn finish_complete(
+    partial: &Path,
+    job: DownloadJob<'_>,
+    have: u64,
+    restarted: &mut bool,
+) -> Result<Option<String>, PullError> {
+    match finish(partial, job, sha256_prefix(partial, have)?, have) {
+        Err(PullError::ChecksumMismatch { .. }) if !*restarted => {
+            restart(partial, job.url, restarted, "the partial file was complete but corrupt")?;
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
 fn restart(partial: &Path, url: &str, restarted: &mut bool, why: &str) -> Result<(), PullError> {
     tracing::info!(url, why, "restarting download from zero");
     verify::remove_if_exists(partial)?;
