@@ -158,20 +158,13 @@ impl Sequence {
 
     /// Wait for the whole completion, calling `on_token` for each token as it arrives.
     pub fn collect_blocking(mut self, mut on_token: impl FnMut(&TokenEvent)) -> Result<Completion, EngineError> {
-        let mut text = String::new();
-        let mut tokens = Vec::new();
+        let mut acc = Accumulator::default();
         while let Some(ev) = self.next_blocking() {
-            match ev {
-                Event::Token(t) => {
-                    on_token(&t);
-                    text.push_str(&t.text);
-                    tokens.push(t);
-                }
-                Event::Done(f) => {
-                    text.push_str(&f.tail);
-                    return Ok(Completion { text, tokens, finish: f });
-                }
-                Event::Error(e) => return Err(EngineError::Decode(e)),
+            if let Event::Token(t) = &ev {
+                on_token(t);
+            }
+            if let Some(done) = acc.push(ev) {
+                return done;
             }
         }
         Err(EngineError::ShutDown)
@@ -179,22 +172,39 @@ impl Sequence {
 
     /// Async variant of [`Sequence::collect_blocking`].
     pub async fn collect(mut self) -> Result<Completion, EngineError> {
-        let mut text = String::new();
-        let mut tokens = Vec::new();
+        let mut acc = Accumulator::default();
         while let Some(ev) = self.next().await {
-            match ev {
-                Event::Token(t) => {
-                    text.push_str(&t.text);
-                    tokens.push(t);
-                }
-                Event::Done(f) => {
-                    text.push_str(&f.tail);
-                    return Ok(Completion { text, tokens, finish: f });
-                }
-                Event::Error(e) => return Err(EngineError::Decode(e)),
+            if let Some(done) = acc.push(ev) {
+                return done;
             }
         }
         Err(EngineError::ShutDown)
+    }
+}
+
+/// Folds a sequence's events into a [`Completion`].
+#[derive(Default)]
+struct Accumulator {
+    text: String,
+    tokens: Vec<TokenEvent>,
+}
+
+impl Accumulator {
+    /// Take one event; the outcome once the sequence is over.
+    fn push(&mut self, ev: Event) -> Option<Result<Completion, EngineError>> {
+        match ev {
+            Event::Token(t) => {
+                self.text.push_str(&t.text);
+                self.tokens.push(t);
+                None
+            }
+            Event::Done(f) => {
+                self.text.push_str(&f.tail);
+                let text = std::mem::take(&mut self.text);
+                Some(Ok(Completion { text, tokens: std::mem::take(&mut self.tokens), finish: f }))
+            }
+            Event::Error(e) => Some(Err(EngineError::Decode(e))),
+        }
     }
 }
 

@@ -89,13 +89,9 @@ struct Active {
 
 impl Active {
     fn new(job: Job) -> Self {
-        let job_len = match &job {
-            Job::Generate(g) => g.tokens.len(),
-            Job::Score(s) => s.prompt_len,
-        };
-        let stops = match &job {
-            Job::Generate(g) => g.stops.clone(),
-            Job::Score(_) => Vec::new(),
+        let (job_len, stops) = match &job {
+            Job::Generate(g) => (g.tokens.len(), g.stops.clone()),
+            Job::Score(s) => (s.prompt_len, Vec::new()),
         };
         Self {
             job,
