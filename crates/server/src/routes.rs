@@ -62,8 +62,29 @@ fn ctx_limit(state: &AppState, model: &str) -> Result<usize, ApiError> {
     Ok(m.ctx as usize)
 }
 
-fn keep_alive(s: &Sampling) -> Result<Option<std::time::Duration>, ApiError> {
-    s.keep_alive.as_ref().map(parse_keep_alive).transpose().map(Option::flatten)
+/// The fields chat and completions share: priority, streaming, keep-alive.
+#[allow(clippy::too_many_arguments)]
+fn job(
+    model: String,
+    mut req: engine::GenerateRequest,
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    sampling: &Sampling,
+    headers: &HeaderMap,
+    caller: &Caller,
+    shape: Shape,
+    echo_prefix: Option<String>,
+) -> Result<Job, ApiError> {
+    req.priority = generate::priority(sampling, headers, caller.default_priority)?;
+    Ok(Job {
+        model,
+        req,
+        stream,
+        include_usage: stream_options.is_some_and(|o| o.include_usage),
+        shape,
+        keep_alive: sampling.keep_alive.as_ref().map(parse_keep_alive).transpose()?.flatten(),
+        echo_prefix,
+    })
 }
 
 async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<ChatRequest>) -> Result<Response, ApiError> {
@@ -82,16 +103,7 @@ async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller
     let mut req = engine::GenerateRequest::new(engine::Prompt::Chat(messages), params);
     req.constraint = generate::constraint(&r.response_format);
     req.logprobs = top;
-    req.priority = generate::priority(&r.sampling, &headers, caller.default_priority)?;
-    let job = Job {
-        model: r.model,
-        req,
-        stream: r.stream,
-        include_usage: r.stream_options.is_some_and(|o| o.include_usage),
-        shape: Shape::Chat,
-        keep_alive: keep_alive(&r.sampling)?,
-        echo_prefix: None,
-    };
+    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None)?;
     generate::run(state, job).await
 }
 
@@ -114,16 +126,8 @@ async fn completions(State(state): State<AppState>, Extension(caller): Extension
     }
     let mut req = engine::GenerateRequest::new(engine::Prompt::Text(prompt.clone()), params);
     req.logprobs = r.logprobs.map(|n| n as usize);
-    req.priority = generate::priority(&r.sampling, &headers, caller.default_priority)?;
-    let job = Job {
-        model: r.model,
-        req,
-        stream: r.stream,
-        include_usage: r.stream_options.is_some_and(|o| o.include_usage),
-        shape: Shape::Completion,
-        keep_alive: keep_alive(&r.sampling)?,
-        echo_prefix: r.echo.then_some(prompt),
-    };
+    let echo = r.echo.then_some(prompt);
+    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo)?;
     generate::run(state, job).await
 }
 

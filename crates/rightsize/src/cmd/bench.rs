@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use engine::{Engine, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use serde::Serialize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -225,6 +225,5 @@ pub fn table(r: &Report) -> String {
     }
     s += &format!("| weights (mmap) / KV cache | {} / {} | | |\n", mb(r.weight_bytes), mb(r.kv_cache_bytes));
     s += &format!("| peak RSS | {} | | |\n", mb(r.peak_rss_bytes));
-    let _ = Duration::ZERO;
     s
 }
