@@ -172,6 +172,7 @@ impl Engine {
             prefill_chunk: config.prefill_chunk as usize,
             per_seq_limit: per_seq,
             batch_aging: std::time::Duration::from_millis(config.batch_aging_ms),
+            threads: threads as usize,
         };
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -358,14 +359,15 @@ impl Engine {
             self.enqueue(Job::Score(ScoreJob { tokens, prompt_len: base.len(), reply: reply.clone(), index }))?;
         }
         drop(reply);
-        let mut out: Vec<Option<f64>> = vec![None; continuations.len()];
-        for (i, lp) in results.iter() {
-            out[i] = Some(lp);
+        let mut out: Vec<Option<(f64, f64)>> = vec![None; continuations.len()];
+        for (i, lp, compute_s) in results.iter() {
+            out[i] = Some((lp, compute_s));
         }
         out.into_iter()
             .zip(lens)
             .map(|(lp, n)| {
-                lp.map(|logprob| ContinuationScore { logprob, n_tokens: n }).ok_or_else(|| EngineError::Decode("scoring was interrupted".into()))
+                lp.map(|(logprob, compute_s)| ContinuationScore { logprob, n_tokens: n, compute_s })
+                    .ok_or_else(|| EngineError::Decode("scoring was interrupted".into()))
             })
             .collect()
     }
@@ -376,6 +378,8 @@ impl Engine {
 pub struct ContinuationScore {
     pub logprob: f64,
     pub n_tokens: usize,
+    /// Core-seconds attributed to scoring this continuation (see `Finish::compute_s`).
+    pub compute_s: f64,
 }
 
 /// Softmax of label log-likelihoods: each label's probability within the label set.

@@ -86,6 +86,10 @@ pub struct Finish {
     pub queue_time: Duration,
     pub time_to_first_token: Duration,
     pub total_time: Duration,
+    /// Core-seconds of compute attributed to this sequence: each forward pass's wall time ×
+    /// threads, split over the sequences in that batch by their token count. The unit cost
+    /// reports build on.
+    pub compute_s: f64,
 }
 
 /// A message from a running sequence.

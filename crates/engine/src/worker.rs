@@ -40,7 +40,8 @@ pub(crate) struct GenJob {
 pub(crate) struct ScoreJob {
     pub tokens: Vec<i32>,
     pub prompt_len: usize,
-    pub reply: mpsc::Sender<(usize, f64)>,
+    /// (index, log-likelihood, core-seconds attributed to this job)
+    pub reply: mpsc::Sender<(usize, f64, f64)>,
     pub index: usize,
 }
 
@@ -57,6 +58,8 @@ pub(crate) struct Limits {
     pub per_seq_limit: usize,
     /// A batch sequence waiting this long is admitted like an interactive one (no starvation).
     pub batch_aging: std::time::Duration,
+    /// Threads llama.cpp computes with: a step's wall time × threads = its core-seconds.
+    pub threads: usize,
 }
 
 enum Phase {
@@ -85,6 +88,10 @@ struct Active {
     protected: bool,
     queued_at: Instant,
     prompt_len: usize,
+    /// Tokens this sequence put in the current batch.
+    in_batch: usize,
+    /// Core-seconds attributed so far: each step's cost is split by tokens in the batch.
+    compute_s: f64,
 }
 
 impl Active {
@@ -110,6 +117,8 @@ impl Active {
             protected: false,
             queued_at: Instant::now(),
             prompt_len: job_len,
+            in_batch: 0,
+            compute_s: 0.0,
         }
     }
 
@@ -199,6 +208,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                         queue_time: a.queued_at.elapsed(),
                         time_to_first_token: Default::default(),
                         total_time: g.submitted.elapsed(),
+                        compute_s: a.compute_s,
                     }));
                 }
                 false
@@ -288,6 +298,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         let interactive_prefilling = active.iter().any(|a| matches!(a.phase, Phase::Prefill) && a.priority() == Priority::Interactive);
         for a in active.iter_mut() {
             a.outputs.clear();
+            a.in_batch = 0;
             if interactive_prefilling && a.priority() == Priority::Batch {
                 continue;
             }
@@ -295,6 +306,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                 let idx = batch.n_tokens();
                 batch.add(LlamaToken(last), a.n_past as i32, &[a.slot], true).expect("batch sized for n_seq_max");
                 a.outputs.push((idx, a.n_past));
+                a.in_batch = 1;
             }
         }
         let decoding = batch.n_tokens() as usize;
@@ -325,6 +337,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                 }
             }
             budget -= end - a.n_past;
+            a.in_batch += end - a.n_past;
             a.n_past = end;
         }
         if batch.n_tokens() == 0 {
@@ -343,7 +356,12 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             }
             continue;
         }
-        stats.record_step(batch.n_tokens() as usize, t.elapsed());
+        let step = t.elapsed();
+        stats.record_step(batch.n_tokens() as usize, step);
+        let core_s_per_token = step.as_secs_f64() * limits.threads as f64 / batch.n_tokens() as f64;
+        for a in active.iter_mut() {
+            a.compute_s += a.in_batch as f64 * core_s_per_token;
+        }
 
         // 6. Sample / score every sequence that produced logits.
         let mut done: Vec<(usize, FinishReason)> = Vec::new();
@@ -359,7 +377,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                         a.score += (logits[s.tokens[pos + 1] as usize] - lse) as f64;
                     }
                     if a.n_past == s.tokens.len() {
-                        let _ = s.reply.send((s.index, a.score));
+                        let _ = s.reply.send((s.index, a.score, a.compute_s));
                         done.push((i, FinishReason::Stop));
                     }
                 }
@@ -460,5 +478,6 @@ fn finish(ctx: &mut LlamaContext<'_>, a: &mut Active, reason: FinishReason, free
         queue_time: a.started - g.submitted,
         time_to_first_token: a.first_token.unwrap_or(now) - g.submitted,
         total_time: now - g.submitted,
+        compute_s: a.compute_s,
     }));
 }

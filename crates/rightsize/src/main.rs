@@ -37,6 +37,12 @@ enum Command {
         #[command(flatten)]
         remote: cmd::admin::RemoteArgs,
     },
+    /// List, show and validate task files.
+    Tasks(cmd::tasks::TasksArgs),
+    /// Run a task through its ladder: `rightsize task triage --input ticket="..."`.
+    Task(cmd::tasks::TaskArgs),
+    /// Per-task unit economics per day: runs, cost per run, latency, escalation and error rates.
+    Stats(cmd::tasks::StatsArgs),
     /// Unload a model from a running server.
     Unload {
         model: String,
@@ -63,6 +69,9 @@ fn main() -> std::process::ExitCode {
         Command::Ps(r) => cmd::admin::ps(r),
         Command::Load { model, remote } => cmd::admin::load(remote, &model),
         Command::Unload { model, remote } => cmd::admin::unload(remote, &model),
+        Command::Tasks(a) => cmd::tasks::tasks(a),
+        Command::Task(a) => cmd::tasks::task(a),
+        Command::Stats(a) => cmd::tasks::stats(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -32,6 +32,17 @@ pub struct ServerConfig {
     pub log_prompts: bool,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelConfig>,
+    /// Directory of task files (`*.toml`); tasks are served at `/v1/tasks/{name}` and as
+    /// `model: "task:NAME"`. Default: `./tasks` when it exists.
+    #[serde(default)]
+    pub tasks_dir: Option<String>,
+    /// USD per core-hour of local compute: turns measured core-seconds into task cost.
+    #[serde(default = "default_core_hour")]
+    pub cpu_core_hour_usd: f64,
+}
+
+fn default_core_hour() -> f64 {
+    mesh::Prices::default().cpu_core_hour_usd
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,7 +160,18 @@ impl ServerConfig {
             }
         }
         parse_budget(&self.memory_budget, 1).map_err(ConfigError::Parse)?;
+        if !(self.cpu_core_hour_usd >= 0.0) {
+            return bad("cpu_core_hour_usd must be 0 or more".into());
+        }
         Ok(())
+    }
+
+    /// The tasks directory: the configured one, else `./tasks` when it exists.
+    pub fn tasks_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.tasks_dir {
+            Some(d) => Some(d.into()),
+            None => Some(std::path::PathBuf::from("tasks")).filter(|p| p.is_dir()),
+        }
     }
 
     /// Whether `bind` is a loopback address.

@@ -15,6 +15,7 @@ pub mod openai;
 mod routes;
 pub mod keys;
 pub mod state;
+pub mod tasks;
 
 pub use config::ServerConfig;
 pub use routes::router;
@@ -45,7 +46,18 @@ pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCh
     }
     let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
     let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
-    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys })
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None })
+}
+
+/// Load the tasks directory and attach a mesh over the state's pool. Every bad task file is
+/// reported, not just the first.
+pub fn attach_tasks(state: &mut AppState, dir: &std::path::Path, store: Option<store::Store>, cache_root: std::path::PathBuf) -> Result<usize, ServeError> {
+    let registry = mesh::Registry::load_dir(dir).map_err(|errs| ServeError::Config(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+    let n = registry.latest().count();
+    let models = Arc::new(tasks::PoolModels(state.pool.clone()));
+    let prices = mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd };
+    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices)));
+    Ok(n)
 }
 
 /// Bind and serve until `shutdown` resolves. Pinned models are loaded first.

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub resident_bytes: IntGaugeVec,
     pub pool_events: IntGaugeVec,
     pub preemptions: IntGaugeVec,
+    task_runs: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -35,7 +36,8 @@ impl Metrics {
         let resident_bytes = IntGaugeVec::new(Opts::new("rightsize_resident_bytes", "Bytes of resident models"), &["model"]).unwrap();
         let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads, evictions and keep-alive expirations"), &["event"]).unwrap();
         let preemptions = IntGaugeVec::new(Opts::new("rightsize_preemptions_total", "Batch sequences preempted by interactive ones (since the model was loaded)"), &["model"]).unwrap();
-        for c in [&requests, &rejected, &tokens_in, &tokens_out] {
+        let task_runs = IntCounterVec::new(Opts::new("rightsize_task_runs_total", "Task runs by answering tier and whether they escalated"), &["task", "tier", "escalated"]).unwrap();
+        for c in [&requests, &rejected, &tokens_in, &tokens_out, &task_runs] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         for h in [&ttft, &latency] {
@@ -44,7 +46,7 @@ impl Metrics {
         for g in [&queue_depth, &running, &resident_bytes, &pool_events, &preemptions] {
             registry.register(Box::new(g.clone())).unwrap();
         }
-        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions }
+        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions, task_runs }
     }
 
     pub fn finished(&self, model: &str, class: &str, f: &engine::Finish, latency: Duration) {
@@ -61,6 +63,10 @@ impl Metrics {
         self.tokens_out.with_label_values(&[model, class]).inc_by(f.completion_tokens as u64);
         self.ttft.with_label_values(&[model, class]).observe(f.time_to_first_token.as_secs_f64());
         self.latency.with_label_values(&[model, class]).observe(latency.as_secs_f64());
+    }
+
+    pub fn task_run(&self, task: &str, tier: &str, escalated: bool) {
+        self.task_runs.with_label_values(&[task, tier, if escalated { "true" } else { "false" }]).inc();
     }
 
     /// A request whose client went away before it finished.

@@ -22,6 +22,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
+        .route("/v1/tasks", get(crate::tasks::list))
+        .route("/v1/tasks/{name}", get(crate::tasks::show).post(crate::tasks::run))
+        .route("/v1/tasks/{name}/stats", get(crate::tasks::stats))
         .route("/admin/models", get(ps))
         .route("/admin/models/{id}/load", post(load))
         .route("/admin/models/{id}/unload", post(unload))
@@ -88,6 +91,10 @@ fn job(
 }
 
 async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<ChatRequest>) -> Result<Response, ApiError> {
+    if let Some(task) = r.model.strip_prefix("task:") {
+        let task = task.to_owned();
+        return crate::tasks::chat(state, caller, headers, &task, r).await;
+    }
     let limit = ctx_limit(&state, &r.model)?;
     if r.tools.is_some() {
         return Err(ApiError::bad_request("`tools` are not supported yet").param("tools"));

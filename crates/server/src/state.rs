@@ -25,4 +25,6 @@ pub struct AppState {
     pub cfg: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
     pub keys: Option<Arc<dyn KeyCheck>>,
+    /// Tasks (`/v1/tasks`, `model: "task:NAME"`), when a tasks directory is configured.
+    pub mesh: Option<Arc<mesh::Mesh>>,
 }

@@ -5,9 +5,13 @@
 //! switches to Postgres when more than one instance serves. Both go through `sqlx`'s `Any`
 //! driver with portable SQL, so one code path is tested on both.
 
+mod audit;
 mod keys;
+mod runs;
 
+pub use audit::{canonical_json, chain_hash, content_hash, now_ms, AuditEntry, AuditLine, AuditRecord, BadRecord, VerifyReport, GENESIS_HASH};
 pub use keys::{hash_secret, ApiKey, KeyScope, NewKey};
+pub use runs::{day_of, DayStats, RunRecord};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
@@ -75,7 +79,10 @@ impl Store {
             sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
             sqlx::query("PRAGMA synchronous=FULL").execute(&pool).await?;
         }
-        for stmt in SCHEMA {
+        for stmt in SCHEMA.iter().chain(runs::RUNS_SCHEMA) {
+            sqlx::query(stmt).execute(&pool).await?;
+        }
+        for stmt in audit::AUDIT_SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
         Ok(Self { pool, url })

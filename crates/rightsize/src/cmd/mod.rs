@@ -5,3 +5,4 @@ pub mod bench_serve;
 pub mod pull;
 pub mod run;
 pub mod serve;
+pub mod tasks;

@@ -26,8 +26,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let models: Vec<String> = cfg.models.iter().map(|m| m.id.clone()).collect();
         let store_at = cfg.store.clone().unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
         let store = store::Store::open(&store_at).await?;
-        let keys = server::keys::StoreKeys::start(store, std::time::Duration::from_secs(2)).await?;
-        let state = server::state(cfg, cache, Some(keys))?;
+        let keys = server::keys::StoreKeys::start(store.clone(), std::time::Duration::from_secs(2)).await?;
+        let tasks_dir = cfg.tasks_dir();
+        let cache_root = cache.root().to_owned();
+        let mut state = server::state(cfg, cache, Some(keys))?;
+        if let Some(dir) = tasks_dir {
+            let n = server::attach_tasks(&mut state, &dir, Some(store), cache_root).with_context(|| format!("loading tasks from {}", dir.display()))?;
+            eprintln!("rightsize tasks: {n} from {}", dir.display());
+        }
         let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
         let addr = listener.local_addr()?;
         eprintln!("rightsize serving {} on http://{addr}", models.join(", "));

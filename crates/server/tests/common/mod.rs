@@ -1,6 +1,8 @@
 //! Start a real server (real models from the cache) on a free loopback port.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::Duration;
 
 pub struct TestServer {
@@ -11,13 +13,24 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(toml: &str) -> Self {
+        Self::start_with(toml, None)
+    }
+
+    /// A server that also serves the tasks in `tasks_dir`, recording runs in a SQLite file.
+    pub fn start_with(toml: &str, tasks: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Self {
         let cfg = server::ServerConfig::from_toml(toml).expect("test config");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
-                let state = server::state(cfg, supply::Cache::from_env(), None).unwrap();
+                let cache = supply::Cache::from_env();
+                let root = cache.root().to_owned();
+                let mut state = server::state(cfg, cache, None).unwrap();
+                if let Some((dir, db)) = tasks {
+                    let store = store::Store::open(&db.display().to_string()).await.unwrap();
+                    server::attach_tasks(&mut state, &dir, Some(store), root).unwrap();
+                }
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 server::serve_on(listener, state, async { let _ = rx.await; }).await.unwrap();

@@ -1,0 +1,52 @@
+//! Errors: task files (named by file, line and field) and task runs.
+
+use std::path::{Path, PathBuf};
+
+/// A task file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{}: {source}", file.display())]
+    Io { file: PathBuf, source: std::io::Error },
+    #[error("{}{}: `{field}`: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid { file: PathBuf, line: Option<usize>, field: String, message: String },
+    #[error("task `{name}` version {version} is defined twice: {} and {}", first.display(), second.display())]
+    Duplicate { name: String, version: i64, first: PathBuf, second: PathBuf },
+}
+
+impl TaskError {
+    pub(crate) fn invalid(file: &Path, line: Option<usize>, field: &str, message: &str) -> Self {
+        TaskError::Invalid { file: file.to_owned(), line, field: field.to_owned(), message: message.to_owned() }
+    }
+}
+
+/// A task run that could not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("no task named `{0}`")]
+    UnknownTask(String),
+    #[error("task `{0}` has no version {1}")]
+    UnknownVersion(String, i64),
+    /// Missing or unexpected input variables, or a template that fails on them.
+    #[error("{0}")]
+    BadInput(String),
+    /// Every tier failed (errors, timeouts, open breakers), or none reached its threshold
+    /// under `on_exhausted = "fail"`.
+    #[error("task `{task}`: no tier produced an acceptable answer ({})", summary(attempts))]
+    Exhausted { task: String, attempts: Vec<crate::run::Attempt> },
+    #[error("task `{task}`: tier {tier} failed and the policy is on_error = \"fail\": {message}")]
+    TierFailed { task: String, tier: String, message: String },
+    #[error("recording the run: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+fn summary(attempts: &[crate::run::Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| match (&a.error, a.confidence) {
+            (Some(e), _) => format!("{}: {e}", a.tier),
+            (None, Some(c)) => format!("{}: confidence {c:.2}", a.tier),
+            (None, None) => a.tier.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,222 @@
+//! The cascade: try tiers from cheapest to dearest, accept the first answer whose confidence
+//! reaches the tier's threshold, and record the run.
+
+use crate::error::MeshError;
+use crate::task::{OnError, OnExhausted, Task};
+use crate::tier::{TierKind, TierSpec};
+use crate::tiers::{self, Rendered, TierOutput};
+use crate::Mesh;
+use engine::{ChatMessage, Priority};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How to run a task.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// A version other than the newest.
+    pub version: Option<i64>,
+    pub priority: Priority,
+    /// Start the cascade at this tier (the router's pick); tiers before it are skipped.
+    pub start_tier: Option<usize>,
+    /// Run only this tier (evaluation runs each tier alone).
+    pub only_tier: Option<usize>,
+    /// Record the run in the store (on by default through `Mesh::run`).
+    pub no_record: bool,
+}
+
+/// One tier tried.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub tier: String,
+    pub kind: TierKind,
+    pub output: Option<Value>,
+    pub confidence: Option<f64>,
+    pub margin: Option<f64>,
+    pub threshold: f64,
+    pub accepted: bool,
+    pub error: Option<String>,
+    pub signals: Value,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+/// A task's answer with its full trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskAnswer {
+    pub run_id: String,
+    pub task: String,
+    pub version: i64,
+    pub output: Value,
+    /// The tier that produced `output`.
+    pub tier: String,
+    pub confidence: Option<f64>,
+    /// False when no tier reached its threshold and the most confident answer was returned.
+    pub accepted: bool,
+    pub escalated: bool,
+    pub tiers: Vec<Attempt>,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+}
+
+impl Mesh {
+    /// Run a task on its inputs through its ladder.
+    pub async fn run(&self, name: &str, inputs: &BTreeMap<String, String>, opts: RunOptions) -> Result<TaskAnswer, MeshError> {
+        let task = self.task(name, opts.version)?;
+        let messages = render(&task, inputs)?;
+        let started = Instant::now();
+        let run_id = format!("run_{:016x}", rand::random::<u64>());
+        let n = task.spec.ladder.len();
+        let (first, last) = match opts.only_tier {
+            Some(i) if i < n => (i, i),
+            Some(i) => return Err(MeshError::BadInput(format!("task `{name}` has {n} tiers; tier {i} does not exist"))),
+            None => (opts.start_tier.unwrap_or(0).min(n - 1), n - 1),
+        };
+        let r = Rendered { messages, inputs, priority: opts.priority };
+        let policy = &task.spec.escalation;
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut chosen: Option<usize> = None;
+        for tier in task.tiers().skip(first).take(last + 1 - first) {
+            let t = Instant::now();
+            let fut = tiers::run(self, &task, tier, &r);
+            let res = match tier.timeout_ms {
+                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms"))),
+                None => fut.await,
+            };
+            let latency_ms = t.elapsed().as_secs_f64() * 1e3;
+            let a = attempt(tier, res, latency_ms, policy.min_logprob);
+            tracing::debug!(task = name, tier = %a.tier, confidence = ?a.confidence, accepted = a.accepted, error = ?a.error, "tier tried");
+            let failed = a.error.clone();
+            let accepted = a.accepted;
+            attempts.push(a);
+            if let (Some(message), OnError::Fail) = (failed, policy.on_error) {
+                let err = MeshError::TierFailed { task: name.into(), tier: tier.id(), message };
+                self.record(&task, &run_id, &attempts, None, started, Some(err.to_string())).await;
+                return Err(err);
+            }
+            if accepted {
+                chosen = Some(attempts.len() - 1);
+                break;
+            }
+        }
+        let below = chosen.is_none();
+        if below && policy.on_exhausted == OnExhausted::Best {
+            chosen = attempts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.output.is_some())
+                .max_by(|x, y| x.1.confidence.unwrap_or(0.0).total_cmp(&y.1.confidence.unwrap_or(0.0)))
+                .map(|(i, _)| i);
+        }
+        let Some(i) = chosen else {
+            let err = MeshError::Exhausted { task: name.into(), attempts: attempts.clone() };
+            self.record(&task, &run_id, &attempts, None, started, Some(err.to_string())).await;
+            return Err(err);
+        };
+        let answer = TaskAnswer {
+            run_id: run_id.clone(),
+            task: task.spec.name.clone(),
+            version: task.spec.version,
+            output: attempts[i].output.clone().unwrap_or(Value::Null),
+            tier: attempts[i].tier.clone(),
+            confidence: attempts[i].confidence,
+            accepted: !below,
+            escalated: attempts.len() > 1,
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            cost_usd: attempts.iter().map(|a| a.cost_usd).sum(),
+            tiers: attempts,
+        };
+        if !opts.no_record {
+            self.record(&task, &run_id, &answer.tiers, Some(&answer), started, None).await;
+        }
+        Ok(answer)
+    }
+
+    async fn record(&self, task: &Task, run_id: &str, attempts: &[Attempt], answer: Option<&TaskAnswer>, started: Instant, error: Option<String>) {
+        let Some(store) = &self.store else { return };
+        let rec = store::RunRecord {
+            id: run_id.to_owned(),
+            ts_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            task: task.spec.name.clone(),
+            version: task.spec.version,
+            tier: answer.map(|a| a.tier.clone()),
+            tier_path: attempts.iter().map(|a| a.tier.clone()).collect(),
+            confidences: attempts.iter().map(|a| a.confidence).collect(),
+            escalated: attempts.len() > 1,
+            outcome: match answer {
+                Some(a) if a.accepted => "ok",
+                Some(_) => "below_threshold",
+                None => "error",
+            }
+            .into(),
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            cost_usd: attempts.iter().map(|a| a.cost_usd).sum(),
+            tokens: attempts.iter().map(|a| (a.tokens_in + a.tokens_out) as i64).sum(),
+            error,
+        };
+        if let Err(e) = store.record_run(&rec).await {
+            tracing::warn!(task = %rec.task, error = %e, "could not record a task run");
+        }
+    }
+}
+
+fn attempt(tier: &TierSpec, res: Result<TierOutput, String>, latency_ms: f64, min_logprob: Option<f32>) -> Attempt {
+    let mut a = Attempt {
+        tier: tier.id(),
+        kind: tier.kind,
+        output: None,
+        confidence: None,
+        margin: None,
+        threshold: tier.threshold,
+        accepted: false,
+        error: None,
+        signals: Value::Null,
+        latency_ms,
+        cost_usd: 0.0,
+        tokens_in: 0,
+        tokens_out: 0,
+    };
+    match res {
+        Err(e) => a.error = Some(e),
+        Ok(o) => {
+            let conf_ok = match o.confidence {
+                Some(c) => c >= tier.threshold,
+                None => tier.threshold <= 0.0,
+            };
+            let margin_ok = tier.min_margin.is_none_or(|m| o.margin.is_some_and(|x| x >= m));
+            let lp_ok = min_logprob.is_none_or(|floor| o.min_logprob.is_none_or(|x| x >= floor as f64));
+            a.accepted = conf_ok && margin_ok && lp_ok;
+            a.output = Some(o.output);
+            a.confidence = o.confidence;
+            a.margin = o.margin;
+            a.signals = o.signals;
+            a.cost_usd = o.cost_usd;
+            a.tokens_in = o.tokens_in;
+            a.tokens_out = o.tokens_out;
+        }
+    }
+    a
+}
+
+/// Check the inputs and render the messages.
+pub fn render(task: &Task, inputs: &BTreeMap<String, String>) -> Result<Vec<ChatMessage>, MeshError> {
+    let spec = &task.spec;
+    if let Some(missing) = spec.inputs.iter().find(|k| !inputs.contains_key(*k)) {
+        return Err(MeshError::BadInput(format!("missing input `{missing}` (task `{}` takes: {})", spec.name, spec.inputs.join(", "))));
+    }
+    if let Some(extra) = inputs.keys().find(|k| !spec.inputs.contains(k)) {
+        return Err(MeshError::BadInput(format!("unknown input `{extra}` (task `{}` takes: {})", spec.name, spec.inputs.join(", "))));
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let render = |t: &str| env.render_str(t, inputs).map_err(|e| MeshError::BadInput(format!("rendering the prompt: {e}")));
+    let mut messages = Vec::new();
+    if let Some(sys) = &spec.system {
+        messages.push(ChatMessage::new("system", render(sys)?));
+    }
+    messages.push(ChatMessage::new("user", render(&spec.prompt)?));
+    Ok(messages)
+}

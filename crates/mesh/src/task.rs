@@ -1,0 +1,288 @@
+//! A task file: what the task asks, what shape its answer has, and the ladder of tiers that
+//! may answer it. Parsing reports the file, the line and the field of every problem.
+
+use crate::error::TaskError;
+use crate::tier::{TierKind, TierSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// One version of a task, as written in its file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: String,
+    pub version: i64,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    /// Input variables the prompt template may use; a run must give exactly these.
+    pub inputs: Vec<String>,
+    /// Optional system message.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// minijinja template of the user message.
+    pub prompt: String,
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub escalation: EscalationPolicy,
+    /// Latency the task is expected to meet (reported against, not enforced; use a tier's
+    /// `timeout_ms` to cut a tier off).
+    #[serde(default)]
+    pub latency_target_ms: Option<u64>,
+    /// Labelled examples (JSONL): train the classifier tier, seed evaluation.
+    #[serde(default)]
+    pub examples: Option<PathBuf>,
+    /// Guardrails to apply (names; see the guard docs).
+    #[serde(default)]
+    pub guardrails: Vec<String>,
+    /// Tiers from cheapest to dearest.
+    pub ladder: Vec<Spanned<TierSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    Text,
+    Label,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    /// `label`: the fixed label set.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `json`: the JSON Schema, inline...
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// ...or in a file next to the task file.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Most tokens a decoder tier may generate.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// `json`: a field whose value must match a regex, checked after generation.
+    #[serde(default)]
+    pub validators: Vec<Validator>,
+}
+
+fn default_max_tokens() -> usize {
+    128
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validator {
+    pub field: String,
+    pub pattern: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// A tier that errors or times out hands over to the next tier.
+    #[default]
+    Next,
+    /// A tier error fails the run.
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// When no tier reaches its threshold, answer with the most confident answer (flagged).
+    #[default]
+    Best,
+    /// ...or fail the run.
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicy {
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub on_exhausted: OnExhausted,
+    /// Text tasks: sample this many answers and use their agreement as the confidence.
+    #[serde(default = "one")]
+    pub samples: usize,
+    /// Temperature of those samples.
+    #[serde(default = "default_sample_temperature")]
+    pub sample_temperature: f32,
+    /// Text tasks: escalate when any token's logprob is below this.
+    #[serde(default)]
+    pub min_logprob: Option<f32>,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_sample_temperature() -> f32 {
+    0.7
+}
+
+impl Default for EscalationPolicy {
+    fn default() -> Self {
+        Self { on_error: OnError::Next, on_exhausted: OnExhausted::Best, samples: 1, sample_temperature: 0.7, min_logprob: None }
+    }
+}
+
+/// A task loaded from disk and checked.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub spec: TaskSpec,
+    pub file: PathBuf,
+    /// The JSON Schema of a `json` task (inline or from `schema_file`).
+    pub schema: Option<serde_json::Value>,
+}
+
+impl Task {
+    pub fn tiers(&self) -> impl Iterator<Item = &TierSpec> {
+        self.spec.ladder.iter().map(|t| t.get_ref())
+    }
+
+    /// Parse and check one task file.
+    pub fn load(file: &Path) -> Result<Task, TaskError> {
+        let src = std::fs::read_to_string(file).map_err(|e| TaskError::Io { file: file.to_owned(), source: e })?;
+        Task::parse(&src, file)
+    }
+
+    /// Parse and check task text (`file` names it in errors and anchors relative paths).
+    pub fn parse(src: &str, file: &Path) -> Result<Task, TaskError> {
+        let spec: TaskSpec = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| line_of(src, s.start));
+            let named = ["missing field `", "unknown field `"].iter().find_map(|p| e.message().split(p).nth(1)?.split('`').next().map(str::to_owned));
+            let field = named.or_else(|| line.and_then(|l| key_on_line(src, l))).unwrap_or_default();
+            TaskError::invalid(file, line, &field, e.message().trim())
+        })?;
+        let at = |field: &str| find_key(src, field, 0..src.len());
+        let bad = |field: &str, msg: String| TaskError::invalid(file, at(field.rsplit('.').next().unwrap_or(field)), field, &msg);
+        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad("name", format!("`{}` must be non-empty and use only letters, digits, `-` and `_`", spec.name)));
+        }
+        if spec.version < 1 {
+            return Err(bad("version", "must be 1 or more".into()));
+        }
+        check_template(&spec).map_err(|m| bad("prompt", m))?;
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let schema = check_output(&spec.output, dir).map_err(|(f, m)| bad(&format!("output.{f}"), m))?;
+        check_escalation(&spec.escalation).map_err(|(f, m)| bad(&format!("escalation.{f}"), m))?;
+        if spec.ladder.is_empty() {
+            return Err(TaskError::invalid(file, None, "ladder", "needs at least one tier ([[ladder]])"));
+        }
+        for (i, t) in spec.ladder.iter().enumerate() {
+            if let Err((field, msg)) = t.get_ref().check(spec.output.kind, i + 1 == spec.ladder.len()) {
+                let span = t.span();
+                let line = find_key(src, &field, span.clone()).or(Some(line_of(src, span.start)));
+                return Err(TaskError::invalid(file, line, &format!("ladder[{i}].{field}"), &msg));
+            }
+        }
+        if let Some(ex) = &spec.examples {
+            if !dir.join(ex).is_file() {
+                return Err(bad("examples", format!("file {} not found", dir.join(ex).display())));
+            }
+        }
+        if spec.output.kind != OutputKind::Label && spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) {
+            return Err(TaskError::invalid(file, None, "ladder", "a classifier tier can only answer a `label` task"));
+        }
+        if spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) && spec.examples.is_none() {
+            return Err(bad("examples", "a classifier tier trains on the task's `examples` file; set `examples`".into()));
+        }
+        Ok(Task { spec, file: file.to_owned(), schema })
+    }
+
+    /// Path of the examples file, resolved next to the task file.
+    pub fn examples_path(&self) -> Option<PathBuf> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        self.spec.examples.as_ref().map(|e| dir.join(e))
+    }
+}
+
+fn check_template(spec: &TaskSpec) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    for (what, text) in [("prompt", Some(&spec.prompt)), ("system", spec.system.as_ref())] {
+        let Some(text) = text else { continue };
+        let tpl = env.template_from_str(text).map_err(|e| format!("{what} template: {e}"))?;
+        let mut used: Vec<String> = tpl.undeclared_variables(false).into_iter().collect();
+        used.sort();
+        if let Some(v) = used.iter().find(|v| !spec.inputs.contains(v)) {
+            return Err(format!("{what} uses `{v}`, which is not listed in `inputs` ({})", spec.inputs.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+fn check_output(o: &OutputSpec, dir: &Path) -> Result<Option<serde_json::Value>, (String, String)> {
+    if o.max_tokens == 0 || o.max_tokens > 8192 {
+        return Err(("max_tokens".into(), "must be between 1 and 8192".into()));
+    }
+    match o.kind {
+        OutputKind::Label => {
+            if o.labels.len() < 2 {
+                return Err(("labels".into(), "a label task needs at least two labels".into()));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(l) = o.labels.iter().find(|l| l.trim().is_empty() || !seen.insert(l.as_str())) {
+                return Err(("labels".into(), format!("label `{l}` is empty or repeated")));
+            }
+            Ok(None)
+        }
+        OutputKind::Json => {
+            let schema = match (&o.schema, &o.schema_file) {
+                (Some(s), None) => s.clone(),
+                (None, Some(f)) => {
+                    let p = dir.join(f);
+                    let text = std::fs::read_to_string(&p).map_err(|e| ("schema_file".to_string(), format!("{}: {e}", p.display())))?;
+                    serde_json::from_str(&text).map_err(|e| ("schema_file".to_string(), format!("{}: not JSON: {e}", p.display())))?
+                }
+                _ => return Err(("schema".into(), "a json task needs exactly one of `schema` or `schema_file`".into())),
+            };
+            jsonschema::validator_for(&schema).map_err(|e| ("schema".to_string(), format!("not a valid JSON Schema: {e}")))?;
+            for v in &o.validators {
+                regex::Regex::new(&v.pattern).map_err(|e| ("validators".to_string(), format!("pattern for `{}`: {e}", v.field)))?;
+            }
+            Ok(Some(schema))
+        }
+        OutputKind::Text => Ok(None),
+    }
+}
+
+fn check_escalation(p: &EscalationPolicy) -> Result<(), (String, String)> {
+    if p.samples == 0 || p.samples > 16 {
+        return Err(("samples".into(), "must be between 1 and 16".into()));
+    }
+    if !(0.0..=2.0).contains(&p.sample_temperature) {
+        return Err(("sample_temperature".into(), "must be between 0 and 2".into()));
+    }
+    Ok(())
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+fn key_on_line(src: &str, line: usize) -> Option<String> {
+    let text = src.lines().nth(line - 1)?;
+    let key = text.split('=').next()?.trim().trim_matches(|c| c == '[' || c == ']' || c == '"');
+    (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
+}
+
+/// Line of the first `key = ...` inside `range`.
+fn find_key(src: &str, key: &str, range: std::ops::Range<usize>) -> Option<usize> {
+    let key = key.rsplit('.').next().unwrap_or(key);
+    let mut offset = range.start;
+    for l in src[range.clone()].split_inclusive('\n') {
+        let t = l.trim_start();
+        if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+            return Some(line_of(src, offset));
+        }
+        offset += l.len();
+    }
+    None
+}

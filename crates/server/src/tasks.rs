@@ -1,0 +1,198 @@
+//! Tasks over HTTP: `POST /v1/tasks/{name}`, `GET /v1/tasks[/{name}[/stats]]`, and
+//! `model: "task:NAME"` through the chat API. The mesh does the work; this maps errors.
+
+use crate::error::ApiError;
+use crate::models::{Loaded, ModelPool};
+use crate::openai::{Body, ChatRequest, Content};
+use crate::state::{AppState, Caller};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::future::BoxFuture;
+use mesh::{EncoderLease, EngineLease, MeshError, Models, RunOptions};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The pool as the mesh sees it: a lease per tier call keeps the model resident.
+pub struct PoolModels(pub ModelPool);
+
+struct Decoder(pool::Lease<Loaded>);
+impl std::ops::Deref for Decoder {
+    type Target = engine::Engine;
+    fn deref(&self) -> &engine::Engine {
+        match &*self.0 {
+            Loaded::Decoder(e) => e,
+            Loaded::Encoder { .. } => unreachable!("checked when the lease was taken"),
+        }
+    }
+}
+struct Enc(pool::Lease<Loaded>);
+impl std::ops::Deref for Enc {
+    type Target = encoder::Encoder;
+    fn deref(&self) -> &encoder::Encoder {
+        match &*self.0 {
+            Loaded::Encoder { model, .. } => model,
+            Loaded::Decoder(_) => unreachable!("checked when the lease was taken"),
+        }
+    }
+}
+
+impl Models for PoolModels {
+    fn decoder<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<EngineLease, String>> {
+        Box::pin(async move {
+            let lease = self.0.acquire(id, None).await.map_err(|e| e.to_string())?;
+            match &*lease {
+                Loaded::Decoder(_) => Ok(Box::new(Decoder(lease)) as EngineLease),
+                Loaded::Encoder { .. } => Err(format!("`{id}` is an encoder, not a decoder")),
+            }
+        })
+    }
+    fn encoder<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<EncoderLease, String>> {
+        Box::pin(async move {
+            let lease = self.0.acquire(id, None).await.map_err(|e| e.to_string())?;
+            match &*lease {
+                Loaded::Encoder { .. } => Ok(Arc::new(Enc(lease)) as EncoderLease),
+                Loaded::Decoder(_) => Err(format!("`{id}` is a decoder, not an encoder")),
+            }
+        })
+    }
+}
+
+impl From<MeshError> for ApiError {
+    fn from(e: MeshError) -> Self {
+        match &e {
+            MeshError::UnknownTask(_) | MeshError::UnknownVersion(..) => ApiError::not_found(e.to_string()),
+            MeshError::BadInput(_) => ApiError::bad_request(e.to_string()).param("input"),
+            MeshError::Exhausted { .. } | MeshError::TierFailed { .. } => ApiError::unavailable(e.to_string()),
+            MeshError::Store(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+fn mesh(state: &AppState) -> Result<&Arc<mesh::Mesh>, ApiError> {
+    state.mesh.as_ref().ok_or_else(|| ApiError::not_found("this server has no tasks (set `tasks_dir`)"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    #[serde(default)]
+    pub input: BTreeMap<String, Value>,
+    pub version: Option<i64>,
+    pub priority: Option<String>,
+}
+
+fn priority(p: Option<&str>, headers: &HeaderMap, caller: &Caller) -> Result<engine::Priority, ApiError> {
+    let p = p.map(str::to_owned).or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()).map(str::to_owned));
+    match p.as_deref() {
+        None => Ok(caller.default_priority),
+        Some("interactive") => Ok(engine::Priority::Interactive),
+        Some("batch") => Ok(engine::Priority::Batch),
+        Some(o) => Err(ApiError::bad_request(format!("unknown priority `{o}` (interactive or batch)")).param("priority")),
+    }
+}
+
+/// Inputs are strings; numbers and booleans are accepted and written as text.
+fn inputs(raw: BTreeMap<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            Value::Number(_) | Value::Bool(_) => Ok((k, v.to_string())),
+            _ => Err(ApiError::bad_request(format!("input `{k}` must be a string")).param("input")),
+        })
+        .collect()
+}
+
+pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(name): Path<String>, Body(r): Body<TaskRequest>) -> Result<Response, ApiError> {
+    let mesh = mesh(&state)?;
+    let opts = RunOptions { version: r.version, priority: priority(r.priority.as_deref(), &headers, &caller)?, ..Default::default() };
+    let answer = mesh.run(&name, &inputs(r.input)?, opts).await?;
+    state.metrics.task_run(&answer.task, &answer.tier, answer.escalated);
+    Ok(Json(answer).into_response())
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mesh = mesh(&state)?;
+    let data: Vec<Value> = mesh.registry.latest().map(|t| summary(&mesh.registry, &t)).collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+fn summary(reg: &mesh::Registry, t: &mesh::Task) -> Value {
+    json!({
+        "name": t.spec.name, "version": t.spec.version, "versions": reg.versions(&t.spec.name),
+        "description": t.spec.description, "owner": t.spec.owner, "inputs": t.spec.inputs,
+        "output": t.spec.output.kind, "ladder": t.tiers().map(|x| json!({"tier": x.id(), "threshold": x.threshold})).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VersionQuery {
+    pub version: Option<i64>,
+    pub days: Option<i64>,
+}
+
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+    let mesh = mesh(&state)?;
+    let t = mesh.task(&name, q.version)?;
+    let mut v = summary(&mesh.registry, &t);
+    v["spec"] = serde_json::to_value(&t.spec).unwrap_or(Value::Null);
+    Ok(Json(v))
+}
+
+pub async fn stats(State(state): State<AppState>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> Result<Json<Value>, ApiError> {
+    let mesh = mesh(&state)?;
+    mesh.task(&name, None)?;
+    let store = mesh.store().ok_or_else(|| ApiError::unavailable("no store configured"))?;
+    let days = q.days.unwrap_or(30).clamp(1, 3650);
+    let since = now_ms() - days * 86_400_000;
+    let rows = store.run_stats(Some(&name), since).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({ "task": name, "days": rows })))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `model: "task:NAME"` in the chat API. One-input tasks take the last user message as that
+/// input; others take it as a JSON object of inputs. The answer is the message content (JSON
+/// text for json tasks), with the trace under `rightsize`.
+pub async fn chat(state: AppState, caller: Caller, headers: HeaderMap, name: &str, r: ChatRequest) -> Result<Response, ApiError> {
+    let mesh = mesh(&state)?;
+    if r.stream {
+        return Err(ApiError::bad_request("streaming is not supported for task models").param("stream"));
+    }
+    let task = mesh.task(name, None)?;
+    let last = r.messages.iter().rev().find(|m| m.role == "user").ok_or_else(|| ApiError::bad_request("a task needs a user message").param("messages"))?;
+    let text = match &last.content {
+        Some(Content::Text(t)) => t.clone(),
+        Some(Content::Parts(p)) => p.iter().filter_map(|x| x.text.clone()).collect::<Vec<_>>().join(""),
+        None => String::new(),
+    };
+    let raw: BTreeMap<String, Value> = if task.spec.inputs.len() == 1 {
+        BTreeMap::from([(task.spec.inputs[0].clone(), Value::String(text))])
+    } else {
+        serde_json::from_str(&text).map_err(|_| ApiError::bad_request(format!("task `{name}` takes several inputs ({}): send them as a JSON object", task.spec.inputs.join(", "))).param("messages"))?
+    };
+    let opts = RunOptions { priority: priority(r.sampling.priority.as_deref(), &headers, &caller)?, ..Default::default() };
+    let a = mesh.run(name, &inputs(raw)?, opts).await?;
+    state.metrics.task_run(&a.task, &a.tier, a.escalated);
+    let content = match &a.output {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let tokens_in: u64 = a.tiers.iter().map(|t| t.tokens_in).sum();
+    let tokens_out: u64 = a.tiers.iter().map(|t| t.tokens_out).sum();
+    Ok(Json(json!({
+        "id": format!("chatcmpl-{}", a.run_id),
+        "object": "chat.completion",
+        "created": now_ms() / 1000,
+        "model": format!("task:{name}"),
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop", "logprobs": null }],
+        "usage": { "prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out },
+        "rightsize": a,
+    }))
+    .into_response())
+}
