@@ -16,6 +16,7 @@ mod breaker;
 mod classifier;
 pub mod confidence;
 mod error;
+pub mod evaluate;
 pub mod examples;
 mod models;
 mod registry;

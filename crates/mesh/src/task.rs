@@ -34,6 +34,13 @@ pub struct TaskSpec {
     /// Labelled examples (JSONL): train the classifier tier, seed evaluation.
     #[serde(default)]
     pub examples: Option<PathBuf>,
+    /// Evaluation data set (JSONL, see the `eval` crate) used by `rightsize eval`.
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
+    /// Quality the task must reach on its data set (0..=1): right-sizing picks the cheapest
+    /// configuration that meets it.
+    #[serde(default)]
+    pub quality_bar: Option<f64>,
     /// Guardrails to apply (names; see the guard docs).
     #[serde(default)]
     pub guardrails: Vec<String>,
@@ -187,6 +194,14 @@ impl Task {
                 return Err(bad("examples", format!("file {} not found", dir.join(ex).display())));
             }
         }
+        if let Some(ds) = &spec.dataset {
+            if !dir.join(ds).is_file() {
+                return Err(bad("dataset", format!("file {} not found", dir.join(ds).display())));
+            }
+        }
+        if spec.quality_bar.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            return Err(bad("quality_bar", "must be between 0 and 1".into()));
+        }
         if spec.output.kind != OutputKind::Label && spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) {
             return Err(TaskError::invalid(file, None, "ladder", "a classifier tier can only answer a `label` task"));
         }
@@ -194,6 +209,12 @@ impl Task {
             return Err(bad("examples", "a classifier tier trains on the task's `examples` file; set `examples`".into()));
         }
         Ok(Task { spec, file: file.to_owned(), schema })
+    }
+
+    /// Path of the evaluation data set, resolved next to the task file.
+    pub fn dataset_path(&self) -> Option<PathBuf> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        self.spec.dataset.as_ref().map(|e| dir.join(e))
     }
 
     /// Path of the examples file, resolved next to the task file.

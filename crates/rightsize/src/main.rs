@@ -41,8 +41,12 @@ enum Command {
     Tasks(cmd::tasks::TasksArgs),
     /// Run a task through its ladder: `rightsize task triage --input ticket="..."`.
     Task(cmd::tasks::TaskArgs),
+    /// Evaluate a task's ladder on its data set: quality vs cost, right-sizing, gate, apply.
+    Eval(cmd::eval::EvalArgs),
     /// Per-task unit economics per day: runs, cost per run, latency, escalation and error rates.
     Stats(cmd::tasks::StatsArgs),
+    /// The audit log: `verify` the hash chain, `export` JSON lines, `prune` by age.
+    Audit(cmd::audit::AuditArgs),
     /// Unload a model from a running server.
     Unload {
         model: String,
@@ -72,6 +76,8 @@ fn main() -> std::process::ExitCode {
         Command::Tasks(a) => cmd::tasks::tasks(a),
         Command::Task(a) => cmd::tasks::task(a),
         Command::Stats(a) => cmd::tasks::stats(a),
+        Command::Audit(a) => cmd::audit::audit(a),
+        Command::Eval(a) => cmd::eval::eval(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -39,6 +39,46 @@ pub struct ServerConfig {
     /// USD per core-hour of local compute: turns measured core-seconds into task cost.
     #[serde(default = "default_core_hour")]
     pub cpu_core_hour_usd: f64,
+    /// The audit log: one hash-chained record per request and task run, in the store.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `audit = { enabled = true, content = "hashes", retention_days = 90 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Append a record for every request and task run before answering (the request fails
+    /// with 503 when the record cannot be written).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// What the record keeps of the input and output text.
+    #[serde(default)]
+    pub content: AuditContent,
+    /// Records older than this many days are pruned (hourly); 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { enabled: true, content: AuditContent::default(), retention_days: default_retention_days() }
+    }
+}
+
+/// What an audit record keeps of the text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditContent {
+    /// `sha256:<hex>` of the input and output only: no text in the store.
+    #[default]
+    Hashes,
+    /// The text itself.
+    Full,
+}
+
+fn default_retention_days() -> u32 {
+    90
 }
 
 fn default_core_hour() -> f64 {
@@ -241,6 +281,21 @@ mod tests {
         let e = ServerConfig::from_toml("[[model]]\nid='a'\nbogus=1").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         assert!(ServerConfig::from_toml("bind='127.0.0.1:1'").is_err());
+    }
+
+    #[test]
+    fn audit_defaults_and_choices() {
+        let c = ServerConfig::load(None).unwrap();
+        assert!(c.audit.enabled);
+        assert_eq!(c.audit.content, AuditContent::Hashes);
+        assert_eq!(c.audit.retention_days, 90);
+        let c = ServerConfig::from_toml("audit = { content = \"full\", retention_days = 7 }\n[[model]]\nid='a'").unwrap();
+        assert!(c.audit.enabled);
+        assert_eq!(c.audit.content, AuditContent::Full);
+        assert_eq!(c.audit.retention_days, 7);
+        let c = ServerConfig::from_toml("[audit]\nenabled = false\n[[model]]\nid='a'").unwrap();
+        assert!(!c.audit.enabled);
+        assert!(ServerConfig::from_toml("audit = { content = \"text\" }\n[[model]]\nid='a'").is_err());
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub struct Job {
     pub shape: Shape,
     pub keep_alive: Option<Duration>,
     pub echo_prefix: Option<String>,
+    /// Who asked, for the audit record written before the answer is returned.
+    pub audit: crate::audit::Ctx,
+    /// The input as the audit record sees it (see `crate::audit`).
+    pub audit_input: String,
 }
 
 pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
@@ -149,6 +153,14 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
         let has_lp = out.tokens.iter().any(|t| t.logprob.is_some());
         let reason = finish_reason(out.finish.reason);
         drop(lease);
+        // The record is durable before the answer leaves: no acknowledged request is missing.
+        let rec = store::AuditRecord {
+            tokens_in: out.finish.prompt_tokens as i64,
+            tokens_out: out.finish.completion_tokens as i64,
+            cost_usd: crate::audit::local_cost(&state, out.finish.compute_s),
+            ..job.audit.record(&state, "request", Some(&job.model), &job.audit_input, &out.text)
+        };
+        crate::audit::record(&state, rec).await?;
         let body = match job.shape {
             Shape::Chat => json!({
                 "id": id, "object": "chat.completion", "created": created, "model": job.model,
@@ -167,7 +179,7 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
         };
         return Ok(axum::Json(body).into_response());
     }
-    let stream = sse_stream(seq, lease, id, created, job, timeout, metrics, class, t0);
+    let stream = sse_stream(state, seq, lease, id, created, job, timeout, metrics, class, t0);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -181,6 +193,7 @@ fn legacy_logprobs(lps: &[TokenLogprob]) -> serde_json::Value {
 
 #[allow(clippy::too_many_arguments)]
 fn sse_stream(
+    state: AppState,
     mut seq: engine::Sequence,
     lease: pool::Lease<Loaded>,
     id: String,
@@ -191,23 +204,45 @@ fn sse_stream(
     class: &'static str,
     t0: Instant,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    /// Counts the request as cancelled if the stream is dropped (client gone) before Done.
+    /// Counts the request as cancelled if the stream is dropped (client gone) before Done,
+    /// and then records it in the audit log (best effort: nobody is waiting for it).
     struct Finished {
         done: bool,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
         model: String,
         class: &'static str,
+        /// Set once the stream has written (or started writing) its own audit record.
+        audited: bool,
+        state: AppState,
+        ctx: crate::audit::Ctx,
+        input: String,
+        text: String,
     }
     impl Drop for Finished {
         fn drop(&mut self) {
             if !self.done {
                 self.metrics.cancelled(&self.model, self.class);
             }
+            if !self.audited && self.state.audit.is_some() {
+                let rec = store::AuditRecord {
+                    status: "cancelled".into(),
+                    ..self.ctx.record(&self.state, "request", Some(&self.model), &self.input, &self.text)
+                };
+                let state = self.state.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move { crate::audit::record_failure(&state, rec).await });
+                }
+            }
         }
     }
     async_stream::stream! {
         let _lease = lease; // the model stays resident while the stream lives
-        let mut finished = Finished { done: false, metrics: metrics.clone(), model: job.model.clone(), class };
+        let mut finished = Finished {
+            done: false, metrics: metrics.clone(), model: job.model.clone(), class,
+            audited: false, state: state.clone(), ctx: job.audit.clone(), input: job.audit_input.clone(), text: String::new(),
+        };
+        // An error event ends the stream instead of `[DONE]` (nothing after it is an answer).
+        let error_event = |message: &str, kind: &str| SseEvent::default().data(json!({"error": {"message": message, "type": kind}}).to_string());
         let chat = matches!(job.shape, Shape::Chat);
         let chunk = |delta: serde_json::Value, reason: Option<&str>, lp: Option<serde_json::Value>| -> SseEvent {
             let body = if chat {
@@ -229,26 +264,50 @@ fn sse_stream(
         loop {
             let ev = match tokio::time::timeout_at(deadline, seq.next()).await {
                 Ok(Some(ev)) => ev,
-                Ok(None) => break,
+                Ok(None) => {
+                    // The engine went away mid-sequence (the model was unloaded).
+                    finished.audited = true;
+                    let rec = store::AuditRecord { status: "error:503".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
+                    crate::audit::record_failure(&state, rec).await;
+                    break;
+                }
                 Err(_) => {
                     seq.cancel();
-                    yield Ok(SseEvent::default().data(json!({"error": {"message": "request deadline passed", "type": "timeout_error"}}).to_string()));
+                    finished.audited = true;
+                    let rec = store::AuditRecord { status: "error:504".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
+                    crate::audit::record_failure(&state, rec).await;
+                    yield Ok(error_event("request deadline passed", "timeout_error"));
                     break;
                 }
             };
             match ev {
                 Event::Token(t) => {
                     let lp = t.logprob.as_ref().map(|l| if chat { json!({"content": [TokenLogprob::from(l)]}) } else { legacy_logprobs(&[TokenLogprob::from(l)]) });
+                    finished.text.push_str(&t.text);
                     if !t.text.is_empty() || lp.is_some() {
                         yield Ok(chunk(json!({"content": t.text}), None, lp));
                     }
                 }
                 Event::Done(f) => {
                     if !f.tail.is_empty() {
+                        finished.text.push_str(&f.tail);
                         yield Ok(chunk(json!({"content": f.tail}), None, None));
                     }
                     metrics.finished(&job.model, class, &f, t0.elapsed());
                     finished.done = true;
+                    // Durable before the finish chunk and `[DONE]`; if it cannot be written the
+                    // stream ends in an error event and the client sees no completed answer.
+                    finished.audited = true;
+                    let rec = store::AuditRecord {
+                        tokens_in: f.prompt_tokens as i64,
+                        tokens_out: f.completion_tokens as i64,
+                        cost_usd: crate::audit::local_cost(&state, f.compute_s),
+                        ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text)
+                    };
+                    if let Err(e) = crate::audit::record(&state, rec).await {
+                        yield Ok(error_event(&e.message, e.kind));
+                        return;
+                    }
                     yield Ok(chunk(json!({}), Some(finish_reason(f.reason)), None));
                     if job.include_usage {
                         let u = Usage::new(f.prompt_tokens, f.completion_tokens);
@@ -259,7 +318,10 @@ fn sse_stream(
                 }
                 Event::Error(e) => {
                     finished.done = true;
-                    yield Ok(SseEvent::default().data(json!({"error": {"message": e, "type": "server_error"}}).to_string()));
+                    finished.audited = true;
+                    let rec = store::AuditRecord { status: "error:500".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
+                    crate::audit::record_failure(&state, rec).await;
+                    yield Ok(error_event(&e, "server_error"));
                     break;
                 }
             }

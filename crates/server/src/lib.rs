@@ -6,6 +6,7 @@
 //! OpenAI's JSON shape and status codes, and hands work to the `pool` (which model is
 //! resident) and the `engine` (batching and decoding). No lock is held across an `.await`.
 
+pub mod audit;
 pub mod config;
 pub mod error;
 mod generate;
@@ -45,8 +46,9 @@ pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCh
         return Err(ServeError::Config("`open_local = false` needs a key store".into()));
     }
     let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
+    let model_hashes = Arc::new(audit::model_hashes(&cache, &cfg.models));
     let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
-    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None })
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes })
 }
 
 /// Load the tasks directory and attach a mesh over the state's pool. Every bad task file is
@@ -69,6 +71,7 @@ pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = 
 /// Serve on an already-bound listener (tests bind port 0).
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
     state.pool.spawn_reaper(std::time::Duration::from_secs(1));
+    audit::spawn_retention(&state);
     for m in state.cfg.models.iter().filter(|m| m.pin) {
         let pool = state.pool.clone();
         let id = m.id.clone();

@@ -1,5 +1,6 @@
 //! The route table and handlers. Handlers stay thin: parse, authorise, hand to `generate`.
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::generate::{self, Job, Shape};
 use crate::models::Loaded;
@@ -77,6 +78,8 @@ fn job(
     caller: &Caller,
     shape: Shape,
     echo_prefix: Option<String>,
+    ctx: audit::Ctx,
+    audit_input: String,
 ) -> Result<Job, ApiError> {
     req.priority = generate::priority(sampling, headers, caller.default_priority)?;
     Ok(Job {
@@ -87,7 +90,26 @@ fn job(
         shape,
         keep_alive: sampling.keep_alive.as_ref().map(parse_keep_alive).transpose()?.flatten(),
         echo_prefix,
+        audit: ctx,
+        audit_input,
     })
+}
+
+/// A chat request's input as the audit log sees it: the messages as compact JSON
+/// `[{"role":…,"content":…}]`, content parts' text joined (see `crate::audit`).
+fn chat_audit_input(msgs: &[InMessage]) -> String {
+    let msgs: Vec<engine::ChatMessage> = msgs
+        .iter()
+        .map(|m| {
+            let content = match &m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(p)) => p.iter().filter_map(|x| x.text.as_deref()).collect(),
+            };
+            engine::ChatMessage::new(m.role.clone(), content)
+        })
+        .collect();
+    serde_json::to_string(&msgs).unwrap_or_default()
 }
 
 async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<ChatRequest>) -> Result<Response, ApiError> {
@@ -95,6 +117,14 @@ async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller
         let task = task.to_owned();
         return crate::tasks::chat(state, caller, headers, &task, r).await;
     }
+    let ctx = audit::Ctx::new(&headers, &caller);
+    let input = chat_audit_input(&r.messages);
+    let model = r.model.clone();
+    let res = chat_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), r).await;
+    audit::failed(&state, &ctx, &model, &input, res).await
+}
+
+async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, r: ChatRequest) -> Result<Response, ApiError> {
     let limit = ctx_limit(&state, &r.model)?;
     if r.tools.is_some() {
         return Err(ApiError::bad_request("`tools` are not supported yet").param("tools"));
@@ -110,13 +140,26 @@ async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller
     let mut req = engine::GenerateRequest::new(engine::Prompt::Chat(messages), params);
     req.constraint = generate::constraint(&r.response_format);
     req.logprobs = top;
-    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None)?;
+    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None, ctx, input)?;
     generate::run(state, job).await
 }
 
-async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<CompletionRequest>) -> Result<Response, ApiError> {
+async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(mut r): Body<CompletionRequest>) -> Result<Response, ApiError> {
+    let ctx = audit::Ctx::new(&headers, &caller);
+    let model = r.model.clone();
+    let prompts = std::mem::replace(&mut r.prompt, StringOrList::Many(Vec::new())).into_vec();
+    // The prompt as the audit log sees it: the text (several prompts: a compact JSON list).
+    let input = match prompts.as_slice() {
+        [one] => one.clone(),
+        many => serde_json::to_string(many).unwrap_or_default(),
+    };
+    let res = completions_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), prompts, r).await;
+    audit::failed(&state, &ctx, &model, &input, res).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, prompts: Vec<String>, r: CompletionRequest) -> Result<Response, ApiError> {
     let limit = ctx_limit(&state, &r.model)?;
-    let prompts = r.prompt.into_vec();
     if prompts.len() != 1 {
         return Err(ApiError::bad_request("exactly one prompt is supported").param("prompt"));
     }
@@ -134,20 +177,34 @@ async fn completions(State(state): State<AppState>, Extension(caller): Extension
     let mut req = engine::GenerateRequest::new(engine::Prompt::Text(prompt.clone()), params);
     req.logprobs = r.logprobs.map(|n| n as usize);
     let echo = r.echo.then_some(prompt);
-    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo)?;
+    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo, ctx, input)?;
     generate::run(state, job).await
 }
 
-async fn embeddings(State(state): State<AppState>, Body(r): Body<EmbeddingRequest>) -> Result<Response, ApiError> {
+async fn embeddings(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(mut r): Body<EmbeddingRequest>) -> Result<Response, ApiError> {
+    let ctx = audit::Ctx::new(&headers, &caller);
+    let model = r.model.clone();
+    // The inputs as the audit log sees them: a compact JSON list of the strings.
+    let (inputs, input) = match std::mem::replace(&mut r.input, EmbeddingInput::Many(Vec::new())) {
+        EmbeddingInput::One(s) => (Ok(vec![s.clone()]), serde_json::to_string(&[s]).unwrap_or_default()),
+        EmbeddingInput::Many(v) => {
+            let text = serde_json::to_string(&v).unwrap_or_default();
+            (Ok(v), text)
+        }
+        EmbeddingInput::Tokens(t) => (Err(ApiError::bad_request("token-array input is not supported; send strings").param("input")), serde_json::to_string(&t).unwrap_or_default()),
+    };
+    let res = match inputs {
+        Ok(inputs) => embeddings_inner(&state, &ctx, &input, inputs, r).await,
+        Err(e) => Err(e),
+    };
+    audit::failed(&state, &ctx, &model, &input, res).await
+}
+
+async fn embeddings_inner(state: &AppState, ctx: &audit::Ctx, input: &str, inputs: Vec<String>, r: EmbeddingRequest) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     if !state.pool.knows(&r.model) {
         return Err(ApiError::not_found_model(&r.model));
     }
-    let inputs = match r.input {
-        EmbeddingInput::One(s) => vec![s],
-        EmbeddingInput::Many(v) => v,
-        EmbeddingInput::Tokens(_) => return Err(ApiError::bad_request("token-array input is not supported; send strings").param("input")),
-    };
     if inputs.is_empty() || inputs.len() > 2048 {
         return Err(ApiError::bad_request("`input` must hold 1 to 2048 strings").param("input"));
     }
@@ -196,6 +253,16 @@ async fn embeddings(State(state): State<AppState>, Body(r): Body<EmbeddingReques
         })
         .collect();
     state.metrics.embedded(&r.model, tokens, t0.elapsed());
+    // Vectors are not text: the record keeps the hash of `data` under either content policy.
+    let data = serde_json::Value::Array(data);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let rec = store::AuditRecord {
+        output: store::content_hash(&data.to_string()),
+        tokens_in: tokens as i64,
+        cost_usd: audit::local_cost(state, t0.elapsed().as_secs_f64() * cores),
+        ..ctx.record(state, "request", Some(&r.model), input, "")
+    };
+    audit::record(state, rec).await?;
     Ok(Json(json!({"object": "list", "data": data, "model": r.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response())
 }
 

@@ -27,4 +27,16 @@ pub struct AppState {
     pub keys: Option<Arc<dyn KeyCheck>>,
     /// Tasks (`/v1/tasks`, `model: "task:NAME"`), when a tasks directory is configured.
     pub mesh: Option<Arc<mesh::Mesh>>,
+    /// The audit log (see `crate::audit`): set by [`AppState::set_audit`]; `None` records nothing.
+    pub audit: Option<store::Store>,
+    /// sha256 of each configured model's file, where the cache has a verified marker for it.
+    pub model_hashes: Arc<std::collections::HashMap<String, String>>,
+}
+
+impl AppState {
+    /// Record every request and task run in `store`'s audit log, unless the config turns the
+    /// audit off (`audit.enabled = false`).
+    pub fn set_audit(&mut self, store: store::Store) {
+        self.audit = self.cfg.audit.enabled.then_some(store);
+    }
 }

@@ -1,6 +1,7 @@
 //! Tasks over HTTP: `POST /v1/tasks/{name}`, `GET /v1/tasks[/{name}[/stats]]`, and
 //! `model: "task:NAME"` through the chat API. The mesh does the work; this maps errors.
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::models::{Loaded, ModelPool};
 use crate::openai::{Body, ChatRequest, Content};
@@ -107,11 +108,59 @@ fn inputs(raw: BTreeMap<String, Value>) -> Result<BTreeMap<String, String>, ApiE
 }
 
 pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(name): Path<String>, Body(r): Body<TaskRequest>) -> Result<Response, ApiError> {
-    let mesh = mesh(&state)?;
-    let opts = RunOptions { version: r.version, priority: priority(r.priority.as_deref(), &headers, &caller)?, ..Default::default() };
-    let answer = mesh.run(&name, &inputs(r.input)?, opts).await?;
-    state.metrics.task_run(&answer.task, &answer.tier, answer.escalated);
+    let ctx = audit::Ctx::new(&headers, &caller);
+    let input = serde_json::to_string(&r.input).unwrap_or_default();
+    let version = r.version;
+    let res = async {
+        let mesh = mesh(&state)?;
+        let opts = RunOptions { version: r.version, priority: priority(r.priority.as_deref(), &headers, &caller)?, ..Default::default() };
+        let answer = mesh.run(&name, &inputs(r.input)?, opts).await?;
+        state.metrics.task_run(&answer.task, &answer.tier, answer.escalated);
+        Ok(answer)
+    }
+    .await;
+    let answer = audit_task(&state, &ctx, &name, version, &input, res).await?;
     Ok(Json(answer).into_response())
+}
+
+/// Record a task run (kind `task`) before its answer is returned; a failed run is recorded
+/// best effort and fails anyway. `input` is the task's inputs as compact JSON.
+async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Option<i64>, input: &str, res: Result<mesh::TaskAnswer, ApiError>) -> Result<mesh::TaskAnswer, ApiError> {
+    match res {
+        Ok(a) => {
+            let output = match &a.output {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let rec = store::AuditRecord {
+                task: Some(a.task.clone()),
+                task_version: Some(a.version),
+                tier_path: a.tiers.iter().map(|t| t.tier.clone()).collect(),
+                tokens_in: a.tiers.iter().map(|t| t.tokens_in as i64).sum(),
+                tokens_out: a.tiers.iter().map(|t| t.tokens_out as i64).sum(),
+                cost_usd: a.cost_usd,
+                status: if a.accepted { "ok" } else { "below_threshold" }.into(),
+                ..ctx.record(state, "task", Some(&a.tier), input, &output)
+            };
+            audit::record(state, rec).await?;
+            Ok(a)
+        }
+        Err(e) => {
+            if state.audit.is_some() {
+                // The version that would have run, when the task exists.
+                let version = version.or_else(|| state.mesh.as_ref().and_then(|m| m.task(name, None).ok()).map(|t| t.spec.version));
+                let rec = store::AuditRecord {
+                    task: Some(name.to_owned()),
+                    task_version: version,
+                    status: audit::error_status(&e),
+                    output: String::new(),
+                    ..ctx.record(state, "task", None, input, "")
+                };
+                audit::record_failure(state, rec).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -160,25 +209,10 @@ fn now_ms() -> i64 {
 /// input; others take it as a JSON object of inputs. The answer is the message content (JSON
 /// text for json tasks), with the trace under `rightsize`.
 pub async fn chat(state: AppState, caller: Caller, headers: HeaderMap, name: &str, r: ChatRequest) -> Result<Response, ApiError> {
-    let mesh = mesh(&state)?;
-    if r.stream {
-        return Err(ApiError::bad_request("streaming is not supported for task models").param("stream"));
-    }
-    let task = mesh.task(name, None)?;
-    let last = r.messages.iter().rev().find(|m| m.role == "user").ok_or_else(|| ApiError::bad_request("a task needs a user message").param("messages"))?;
-    let text = match &last.content {
-        Some(Content::Text(t)) => t.clone(),
-        Some(Content::Parts(p)) => p.iter().filter_map(|x| x.text.clone()).collect::<Vec<_>>().join(""),
-        None => String::new(),
-    };
-    let raw: BTreeMap<String, Value> = if task.spec.inputs.len() == 1 {
-        BTreeMap::from([(task.spec.inputs[0].clone(), Value::String(text))])
-    } else {
-        serde_json::from_str(&text).map_err(|_| ApiError::bad_request(format!("task `{name}` takes several inputs ({}): send them as a JSON object", task.spec.inputs.join(", "))).param("messages"))?
-    };
-    let opts = RunOptions { priority: priority(r.sampling.priority.as_deref(), &headers, &caller)?, ..Default::default() };
-    let a = mesh.run(name, &inputs(raw)?, opts).await?;
-    state.metrics.task_run(&a.task, &a.tier, a.escalated);
+    let ctx = audit::Ctx::new(&headers, &caller);
+    let mut input = String::new();
+    let res = chat_run(&state, &caller, &headers, name, r, &mut input).await;
+    let a = audit_task(&state, &ctx, name, None, &input, res).await?;
     let content = match &a.output {
         Value::String(s) => s.clone(),
         v => v.to_string(),
@@ -195,4 +229,38 @@ pub async fn chat(state: AppState, caller: Caller, headers: HeaderMap, name: &st
         "rightsize": a,
     }))
     .into_response())
+}
+
+/// Runs the task behind `model: "task:NAME"`; `input` receives the task inputs as compact JSON
+/// for the audit record (the user message itself while they are not known yet).
+async fn chat_run(state: &AppState, caller: &Caller, headers: &HeaderMap, name: &str, r: ChatRequest, input: &mut String) -> Result<mesh::TaskAnswer, ApiError> {
+    if let Some(last) = r.messages.iter().rev().find(|m| m.role == "user") {
+        *input = match &last.content {
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(p)) => p.iter().filter_map(|x| x.text.clone()).collect::<Vec<_>>().join(""),
+            None => String::new(),
+        };
+    }
+    let mesh = mesh(state)?;
+    if r.stream {
+        return Err(ApiError::bad_request("streaming is not supported for task models").param("stream"));
+    }
+    let task = mesh.task(name, None)?;
+    let last = r.messages.iter().rev().find(|m| m.role == "user").ok_or_else(|| ApiError::bad_request("a task needs a user message").param("messages"))?;
+    let text = match &last.content {
+        Some(Content::Text(t)) => t.clone(),
+        Some(Content::Parts(p)) => p.iter().filter_map(|x| x.text.clone()).collect::<Vec<_>>().join(""),
+        None => String::new(),
+    };
+    let raw: BTreeMap<String, Value> = if task.spec.inputs.len() == 1 {
+        BTreeMap::from([(task.spec.inputs[0].clone(), Value::String(text))])
+    } else {
+        serde_json::from_str(&text).map_err(|_| ApiError::bad_request(format!("task `{name}` takes several inputs ({}): send them as a JSON object", task.spec.inputs.join(", "))).param("messages"))?
+    };
+    let opts = RunOptions { priority: priority(r.sampling.priority.as_deref(), headers, caller)?, ..Default::default() };
+    let inputs = inputs(raw)?;
+    *input = serde_json::to_string(&inputs).unwrap_or_default();
+    let a = mesh.run(name, &inputs, opts).await?;
+    state.metrics.task_run(&a.task, &a.tier, a.escalated);
+    Ok(a)
 }

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 pub mod admin;
+pub mod audit;
 pub mod bench;
 pub mod bench_serve;
+pub mod eval;
 pub mod pull;
 pub mod run;
 pub mod serve;

@@ -30,6 +30,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let tasks_dir = cfg.tasks_dir();
         let cache_root = cache.root().to_owned();
         let mut state = server::state(cfg, cache, Some(keys))?;
+        state.set_audit(store.clone());
         if let Some(dir) = tasks_dir {
             let n = server::attach_tasks(&mut state, &dir, Some(store), cache_root).with_context(|| format!("loading tasks from {}", dir.display()))?;
             eprintln!("rightsize tasks: {n} from {}", dir.display());

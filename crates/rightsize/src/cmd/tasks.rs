@@ -42,10 +42,10 @@ pub struct DirArgs {
 }
 
 impl DirArgs {
-    fn config(&self) -> Result<server::ServerConfig> {
+    pub fn config(&self) -> Result<server::ServerConfig> {
         Ok(server::ServerConfig::load(self.config.as_deref())?)
     }
-    fn dir(&self, cfg: &server::ServerConfig) -> Result<PathBuf> {
+    pub fn dir(&self, cfg: &server::ServerConfig) -> Result<PathBuf> {
         self.tasks_dir.clone().or_else(|| cfg.tasks_dir()).context("no tasks directory: pass --tasks-dir or set `tasks_dir`")
     }
     fn registry(&self) -> Result<mesh::Registry> {

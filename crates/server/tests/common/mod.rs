@@ -18,6 +18,12 @@ impl TestServer {
 
     /// A server that also serves the tasks in `tasks_dir`, recording runs in a SQLite file.
     pub fn start_with(toml: &str, tasks: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Self {
+        Self::start_full(toml, tasks, None)
+    }
+
+    /// As `start_with`, and with `audit_db` (a SQLite file): API keys from it (refreshed every
+    /// 200 ms; requests without a key still pass while `open_local` is on) and the audit log in it.
+    pub fn start_full(toml: &str, tasks: Option<(std::path::PathBuf, std::path::PathBuf)>, audit_db: Option<std::path::PathBuf>) -> Self {
         let cfg = server::ServerConfig::from_toml(toml).expect("test config");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -26,7 +32,18 @@ impl TestServer {
             rt.block_on(async move {
                 let cache = supply::Cache::from_env();
                 let root = cache.root().to_owned();
-                let mut state = server::state(cfg, cache, None).unwrap();
+                let audit = match audit_db {
+                    Some(db) => Some(store::Store::open(&db.display().to_string()).await.unwrap()),
+                    None => None,
+                };
+                let keys = match &audit {
+                    Some(s) => Some(server::keys::StoreKeys::start(s.clone(), Duration::from_millis(200)).await.unwrap() as std::sync::Arc<dyn server::KeyCheck>),
+                    None => None,
+                };
+                let mut state = server::state(cfg, cache, keys).unwrap();
+                if let Some(s) = audit {
+                    state.set_audit(s);
+                }
                 if let Some((dir, db)) = tasks {
                     let store = store::Store::open(&db.display().to_string()).await.unwrap();
                     server::attach_tasks(&mut state, &dir, Some(store), root).unwrap();

@@ -1,0 +1,203 @@
+//! The audit trail at the HTTP edge: one hash-chained record (`store::AuditRecord`) per
+//! request and task run, appended before the answer is returned.
+//!
+//! Why: an operator must be able to show, for any answer the server gave, who asked (API key
+//! id), which request it was (`x-request-id`, echoed to the client), what answered it (model
+//! and its file's sha256, or the task version and tier path), what it cost, and — per policy —
+//! what was asked and answered, with a chain that shows the trail was not changed afterwards
+//! (`rightsize audit verify`).
+//!
+//! Rules:
+//! - A successful answer is returned only after its record is durable (`audit_append`
+//!   commits before it returns). If the record cannot be written the request fails with 503
+//!   (`audit_unavailable`); a stream ends with an error event instead of `data: [DONE]`. So
+//!   every acknowledged request is in the log, even if the process is killed right after.
+//! - Failed requests (errors after the body was parsed: 4xx/5xx from the handler, stream
+//!   errors, clients that hang up mid-stream) are recorded best-effort with
+//!   `status = "error:<http status>"` / `"cancelled"` and an empty output; they fail anyway.
+//!   Requests refused before the handler (no or bad API key, unparsable body) are not recorded.
+//! - Content policy (`audit.content`): `hashes` (default) keeps only `sha256:<hex>`
+//!   ([`store::content_hash`]) of the input and output, so no prompt text reaches the store;
+//!   `full` keeps the text. What is hashed, so an auditor holding the request can recompute it:
+//!   chat: the messages as compact JSON `[{"role":…,"content":…}]` (roles as sent, content
+//!   parts' text joined); completions: the prompt; embeddings: the inputs as a compact JSON
+//!   array; tasks: the inputs as a compact JSON object (keys sorted). Output: the
+//!   generated text (without an echoed prompt); for tasks the output (a string as is, anything
+//!   else as compact JSON); for embeddings always the hash of the `data` array's compact JSON
+//!   (vectors are not text).
+//! - `guard` holds guard outcomes; no guard runs in the request path yet, so it is `{}`.
+
+use crate::config::{AuditContent, ModelConfig};
+use crate::error::ApiError;
+use crate::state::{AppState, Caller};
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use store::AuditRecord;
+
+/// Who asked and which request it is, taken when the handler starts.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The `x-request-id` the client gets back (set by the middleware in `serve_on`).
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub started: Instant,
+}
+
+impl Ctx {
+    pub fn new(headers: &HeaderMap, caller: &Caller) -> Self {
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            // Only when the router runs without `serve_on`'s middleware (embedded use).
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Self { request_id, key_id: caller.key_id.clone(), started: Instant::now() }
+    }
+
+    /// A record of this request with `status = "ok"`, no tokens and no cost; the caller fills
+    /// in the rest. `input` and `output` are raw text: the content policy is applied here.
+    pub fn record(&self, state: &AppState, kind: &str, model: Option<&str>, input: &str, output: &str) -> AuditRecord {
+        AuditRecord {
+            ts_ms: store::now_ms(),
+            kind: kind.into(),
+            request_id: self.request_id.clone(),
+            key_id: self.key_id.clone(),
+            task: None,
+            task_version: None,
+            model: model.map(str::to_owned),
+            model_hash: model.and_then(|m| model_hash(state, m)),
+            tier_path: Vec::new(),
+            guard: serde_json::json!({}),
+            input: content(state, input),
+            output: content(state, output),
+            tokens_in: 0,
+            tokens_out: 0,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            cost_usd: 0.0,
+            status: "ok".into(),
+        }
+    }
+}
+
+/// The text as the policy keeps it.
+pub fn content(state: &AppState, text: &str) -> String {
+    match state.cfg.audit.content {
+        AuditContent::Hashes => store::content_hash(text),
+        AuditContent::Full => text.to_owned(),
+    }
+}
+
+/// The status of a failed request: `error:<http status>`. The message is not kept: it may
+/// quote the input.
+pub fn error_status(e: &ApiError) -> String {
+    format!("error:{}", e.status.as_u16())
+}
+
+/// USD for `core_s` core-seconds of local compute (the task mesh's price).
+pub fn local_cost(state: &AppState, core_s: f64) -> f64 {
+    mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd }.local(core_s)
+}
+
+/// The sha256 of the file behind a model id (or a tier id such as `local:qwen2.5-0.5b`),
+/// when the cache holds a verified marker for it.
+pub fn model_hash(state: &AppState, model: &str) -> Option<String> {
+    let id = model.strip_prefix("local:").or_else(|| model.strip_prefix("classifier:")).unwrap_or(model);
+    state.model_hashes.get(id).cloned()
+}
+
+/// Model id → sha256 from the cache's `.sha256` markers (never hashes a file): a decoder's
+/// `model.gguf.sha256`, an encoder folder's key-file marker (`model.safetensors.sha256`).
+pub fn model_hashes(cache: &supply::Cache, models: &[ModelConfig]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for m in models {
+        let Ok(path) = supply::resolve_model(cache, m.source.as_deref().unwrap_or(&m.id)) else { continue };
+        let digest = if path.is_dir() {
+            supply::read_marker(&path.join("model.safetensors")).or_else(|| {
+                let mut markers: Vec<_> = std::fs::read_dir(&path).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sha256")).collect();
+                markers.sort();
+                markers.into_iter().find_map(|p| supply::read_marker(&p.with_extension("")))
+            })
+        } else {
+            supply::read_marker(&path)
+        };
+        if let Some(d) = digest {
+            out.insert(m.id.clone(), d);
+        }
+    }
+    out
+}
+
+/// Append `rec`; it is durable when this returns `Ok`. On failure the request must fail:
+/// 503 in OpenAI's error shape. Without an audit store this records nothing.
+pub async fn record(state: &AppState, rec: AuditRecord) -> Result<(), ApiError> {
+    let Some(store) = &state.audit else { return Ok(()) };
+    match store.audit_append(&rec).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(request_id = %rec.request_id, error = %e, "could not write the audit record; failing the request");
+            let mut err = ApiError::unavailable("the audit log could not be written; the request was not completed");
+            err.code = Some("audit_unavailable");
+            Err(err)
+        }
+    }
+}
+
+/// Append the record of a request that failed anyway: a failure to write it is only logged.
+pub async fn record_failure(state: &AppState, rec: AuditRecord) {
+    let _ = record(state, rec).await;
+}
+
+/// Pass a handler's result through, recording it first when it failed (best effort; a
+/// failure to write the audit record itself is not recorded twice). Nothing was answered, so
+/// the output is empty.
+pub async fn failed(state: &AppState, ctx: &Ctx, model: &str, input: &str, res: Result<axum::response::Response, ApiError>) -> Result<axum::response::Response, ApiError> {
+    if let Err(e) = &res {
+        if state.audit.is_some() && e.code != Some("audit_unavailable") {
+            let rec = AuditRecord { status: error_status(e), output: String::new(), ..ctx.record(state, "request", Some(model), input, "") };
+            record_failure(state, rec).await;
+        }
+    }
+    res
+}
+
+/// Retention: once at start, then hourly, delete records older than `audit.retention_days`.
+/// The chain is verified first, and nothing is pruned while it is broken: retention must not
+/// delete the evidence of tampering (`rightsize audit verify` names the bad record).
+pub fn spawn_retention(state: &AppState) {
+    let Some(store) = state.audit.clone() else { return };
+    let days = state.cfg.audit.retention_days;
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            prune(&store, days).await;
+        }
+    });
+}
+
+async fn prune(store: &store::Store, days: u32) {
+    match store.audit_verify().await {
+        Ok(rep) if !rep.ok() => {
+            let bad = rep.first_bad.as_ref().map(|b| format!("record {}: {}", b.seq, b.reason)).unwrap_or_default();
+            tracing::error!(first_bad = %bad, "the audit chain does not verify; retention is paused until it is investigated");
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not verify the audit chain; retention skipped this time");
+            return;
+        }
+    }
+    let cutoff = store::now_ms() - i64::from(days) * 86_400_000;
+    match store.audit_prune(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, days, "audit retention pruned old records"),
+        Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+    }
+}
