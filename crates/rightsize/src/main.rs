@@ -41,6 +41,8 @@ enum Command {
     Tasks(cmd::tasks::TasksArgs),
     /// Run a task through its ladder: `rightsize task triage --input ticket="..."`.
     Task(cmd::tasks::TaskArgs),
+    /// Guardrails on their own: `rightsize guard pii "text"`.
+    Guard(cmd::guard::GuardArgs),
     /// Evaluate a task's ladder on its data set: quality vs cost, right-sizing, gate, apply.
     Eval(cmd::eval::EvalArgs),
     /// Per-task unit economics per day: runs, cost per run, latency, escalation and error rates.
@@ -78,6 +80,10 @@ fn main() -> std::process::ExitCode {
         Command::Stats(a) => cmd::tasks::stats(a),
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Eval(a) => cmd::eval::eval(a),
+        Command::Guard(a) => return cmd::guard::guard(a).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+pub mod guard;
 mod generate;
 pub mod metrics;
 pub mod models;

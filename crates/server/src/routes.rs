@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
+        .route("/v1/guard/pii", post(crate::guard::pii))
         .route("/v1/tasks", get(crate::tasks::list))
         .route("/v1/tasks/{name}", get(crate::tasks::show).post(crate::tasks::run))
         .route("/v1/tasks/{name}/stats", get(crate::tasks::stats))

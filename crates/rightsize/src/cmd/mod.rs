@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_serve;
 pub mod eval;
+pub mod guard;
 pub mod pull;
 pub mod run;
 pub mod serve;

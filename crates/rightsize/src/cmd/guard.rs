@@ -1,0 +1,50 @@
+//! `rightsize guard pii [TEXT]`: find and redact PII in text (or stdin).
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct GuardArgs {
+    #[command(subcommand)]
+    pub cmd: GuardCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GuardCmd {
+    /// Print the text with PII replaced; the counts per kind go to stderr. Exit 2 when `block`.
+    Pii {
+        /// Text to check (default: stdin).
+        text: Option<String>,
+        /// redact, mask, hash or block.
+        #[arg(long, default_value = "redact")]
+        mode: String,
+    },
+}
+
+pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
+    let GuardCmd::Pii { text, mode } = a.cmd;
+    let text = match text {
+        Some(t) => t,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    let mode: guard::Mode = serde_json::from_value(serde_json::Value::String(mode.clone())).map_err(|_| anyhow::anyhow!("unknown mode `{mode}` (redact, mask, hash, block)"))?;
+    let policy = guard::Policy::new(mode).with_salt(format!("{:032x}", rand_salt()));
+    match server::guard::detector().apply(&text, &policy) {
+        Ok(r) => {
+            print!("{}", r.text);
+            for (k, n) in &r.counts {
+                eprintln!("{k}: {n}");
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e @ guard::GuardError::Blocked { .. }) => {
+            eprintln!("{e}");
+            Ok(std::process::ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn rand_salt() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1) ^ (std::process::id() as u128) << 64
+}
