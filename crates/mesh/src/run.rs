@@ -139,7 +139,7 @@ impl Mesh {
         let Some(store) = &self.store else { return };
         let rec = store::RunRecord {
             id: run_id.to_owned(),
-            ts_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            ts_ms: store::now_ms(),
             task: task.spec.name.clone(),
             version: task.spec.version,
             tier: answer.map(|a| a.tier.clone()),

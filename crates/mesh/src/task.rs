@@ -213,14 +213,18 @@ impl Task {
 
     /// Path of the evaluation data set, resolved next to the task file.
     pub fn dataset_path(&self) -> Option<PathBuf> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        self.spec.dataset.as_ref().map(|e| dir.join(e))
+        self.beside(self.spec.dataset.as_ref())
     }
 
     /// Path of the examples file, resolved next to the task file.
     pub fn examples_path(&self) -> Option<PathBuf> {
+        self.beside(self.spec.examples.as_ref())
+    }
+
+    /// A path from the task file, relative to the file's directory.
+    fn beside(&self, p: Option<&PathBuf>) -> Option<PathBuf> {
         let dir = self.file.parent().unwrap_or(Path::new("."));
-        self.spec.examples.as_ref().map(|e| dir.join(e))
+        p.map(|p| dir.join(p))
     }
 }
 

@@ -63,11 +63,16 @@ async fn classifier(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>)
         confidence: Some(p),
         margin: Some(margin),
         min_logprob: None,
-        signals: json!({ "probs": labels.iter().zip(&probs).map(|(l, p)| (l.clone(), json!(p))).collect::<serde_json::Map<_, _>>() }),
+        signals: json!({ "probs": label_probs(labels, &probs) }),
         tokens_in: tokens as u64,
         tokens_out: 0,
         cost_usd: mesh.prices.local(t.elapsed().as_secs_f64() * cores),
     })
+}
+
+/// `{label: probability}` for a trace.
+fn label_probs(labels: &[String], probs: &[f64]) -> Value {
+    Value::Object(labels.iter().zip(probs).map(|(l, p)| (l.clone(), json!(p))).collect())
 }
 
 async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
@@ -91,7 +96,7 @@ async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>
         margin: Some(margin),
         min_logprob: None,
         signals: json!({
-            "probs": labels.iter().zip(&probs).map(|(l, p)| (l.clone(), json!(p))).collect::<serde_json::Map<_, _>>(),
+            "probs": label_probs(labels, &probs),
             "label_logprobs": scores.iter().map(|s| s.logprob).collect::<Vec<_>>(),
         }),
         // Every label is scored after its own copy of the prompt.

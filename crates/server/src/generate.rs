@@ -49,9 +49,11 @@ pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams,
     Ok(p)
 }
 
-pub fn priority(s: &Sampling, headers: &axum::http::HeaderMap, default: Priority) -> Result<Priority, ApiError> {
-    let v = s.priority.clone().or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()).map(str::to_owned));
-    match v.as_deref() {
+/// The request's class: the body's `priority`, else the `x-rightsize-priority` header, else
+/// the caller's default.
+pub fn priority(requested: Option<&str>, headers: &axum::http::HeaderMap, default: Priority) -> Result<Priority, ApiError> {
+    let v = requested.or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()));
+    match v {
         None => Ok(default),
         Some("interactive") => Ok(Priority::Interactive),
         Some("batch") => Ok(Priority::Batch),

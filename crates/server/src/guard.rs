@@ -15,7 +15,7 @@ pub fn detector() -> &'static Detector {
 }
 
 /// Salt for `hash` mode: random per process, so hashes correlate within a run only.
-fn salt() -> &'static str {
+pub fn salt() -> &'static str {
     static S: OnceLock<String> = OnceLock::new();
     S.get_or_init(|| format!("{:032x}", rand::random::<u128>()))
 }

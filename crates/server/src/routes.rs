@@ -82,7 +82,7 @@ fn job(
     ctx: audit::Ctx,
     audit_input: String,
 ) -> Result<Job, ApiError> {
-    req.priority = generate::priority(sampling, headers, caller.default_priority)?;
+    req.priority = generate::priority(sampling.priority.as_deref(), headers, caller.default_priority)?;
     Ok(Job {
         model,
         req,

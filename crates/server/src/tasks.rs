@@ -86,16 +86,6 @@ pub struct TaskRequest {
     pub priority: Option<String>,
 }
 
-fn priority(p: Option<&str>, headers: &HeaderMap, caller: &Caller) -> Result<engine::Priority, ApiError> {
-    let p = p.map(str::to_owned).or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()).map(str::to_owned));
-    match p.as_deref() {
-        None => Ok(caller.default_priority),
-        Some("interactive") => Ok(engine::Priority::Interactive),
-        Some("batch") => Ok(engine::Priority::Batch),
-        Some(o) => Err(ApiError::bad_request(format!("unknown priority `{o}` (interactive or batch)")).param("priority")),
-    }
-}
-
 /// Inputs are strings; numbers and booleans are accepted and written as text.
 fn inputs(raw: BTreeMap<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
     raw.into_iter()
@@ -113,7 +103,7 @@ pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Cal
     let version = r.version;
     let res = async {
         let mesh = mesh(&state)?;
-        let opts = RunOptions { version: r.version, priority: priority(r.priority.as_deref(), &headers, &caller)?, ..Default::default() };
+        let opts = RunOptions { version: r.version, priority: crate::generate::priority(r.priority.as_deref(), &headers, caller.default_priority)?, ..Default::default() };
         let answer = mesh.run(&name, &inputs(r.input)?, opts).await?;
         state.metrics.task_run(&answer.task, &answer.tier, answer.escalated);
         Ok(answer)
@@ -196,13 +186,9 @@ pub async fn stats(State(state): State<AppState>, Path(name): Path<String>, Quer
     mesh.task(&name, None)?;
     let store = mesh.store().ok_or_else(|| ApiError::unavailable("no store configured"))?;
     let days = q.days.unwrap_or(30).clamp(1, 3650);
-    let since = now_ms() - days * 86_400_000;
+    let since = store::now_ms() - days * 86_400_000;
     let rows = store.run_stats(Some(&name), since).await.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(json!({ "task": name, "days": rows })))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// `model: "task:NAME"` in the chat API. One-input tasks take the last user message as that
@@ -222,7 +208,7 @@ pub async fn chat(state: AppState, caller: Caller, headers: HeaderMap, name: &st
     Ok(Json(json!({
         "id": format!("chatcmpl-{}", a.run_id),
         "object": "chat.completion",
-        "created": now_ms() / 1000,
+        "created": store::now_ms() / 1000,
         "model": format!("task:{name}"),
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop", "logprobs": null }],
         "usage": { "prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out },
@@ -257,7 +243,7 @@ async fn chat_run(state: &AppState, caller: &Caller, headers: &HeaderMap, name: 
     } else {
         serde_json::from_str(&text).map_err(|_| ApiError::bad_request(format!("task `{name}` takes several inputs ({}): send them as a JSON object", task.spec.inputs.join(", "))).param("messages"))?
     };
-    let opts = RunOptions { priority: priority(r.sampling.priority.as_deref(), headers, caller)?, ..Default::default() };
+    let opts = RunOptions { priority: crate::generate::priority(r.sampling.priority.as_deref(), headers, caller.default_priority)?, ..Default::default() };
     let inputs = inputs(raw)?;
     *input = serde_json::to_string(&inputs).unwrap_or_default();
     let a = mesh.run(name, &inputs, opts).await?;

@@ -28,7 +28,7 @@ pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
         None => std::io::read_to_string(std::io::stdin())?,
     };
     let mode: guard::Mode = serde_json::from_value(serde_json::Value::String(mode.clone())).map_err(|_| anyhow::anyhow!("unknown mode `{mode}` (redact, mask, hash, block)"))?;
-    let policy = guard::Policy::new(mode).with_salt(format!("{:032x}", rand_salt()));
+    let policy = guard::Policy::new(mode).with_salt(server::guard::salt());
     match server::guard::detector().apply(&text, &policy) {
         Ok(r) => {
             print!("{}", r.text);
@@ -45,6 +45,3 @@ pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
     }
 }
 
-fn rand_salt() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1) ^ (std::process::id() as u128) << 64
-}

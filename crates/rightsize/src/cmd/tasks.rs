@@ -194,7 +194,7 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let rows = rt.block_on(async {
         let store = store::Store::open(&at).await?;
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64 - a.days * 86_400_000;
+        let since = store::now_ms() - a.days * 86_400_000;
         anyhow::Ok(store.run_stats(a.task.as_deref(), since).await?)
     })?;
     if a.json {
