@@ -3,7 +3,9 @@
 #   1. system packages the build needs (cmake, libclang-dev for llama.cpp's bindings),
 #   2. build the `rightsize` binary (profile: release, or dev for the test suite),
 #   3. pull the default models into the cache (~/.cache/rightsize, or $RIGHTSIZE_CACHE),
-#      verifying sha256; files already verified are not downloaded again.
+#      verifying sha256; files already verified are not downloaded again,
+#   4. pull the BBC News corpus and build the bbc-topic task's data from it
+#      (tasks/data/bbc-topic.*, git-ignored; rebuilt only when the corpus or the builder changes).
 # Usage: scripts/setup.sh [release|dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,9 @@ else
 fi
 
 "$bin" pull --default
+# The BBC text is research use only and never committed: each machine builds it (a no-op when up to date).
+"$bin" pull bbc-news
+"$bin" data bbc-topic
 
 if [ "$profile" != "release" ]; then
   # The API conformance test drives the server with the official OpenAI Python client.

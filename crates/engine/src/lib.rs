@@ -340,38 +340,38 @@ impl Engine {
     }
 
     /// Log-likelihood of each continuation after `prompt`: `sum log p(token)` over the
-    /// continuation's tokens. Used to score a fixed label set. Blocking.
+    /// continuation's tokens. Used to score a fixed label set: the prompt is prefilled once
+    /// for all continuations (see `worker::ScoreJob`). Blocking.
     pub fn score_continuations(&self, prompt: &Prompt, continuations: &[String]) -> Result<Vec<ContinuationScore>, EngineError> {
         let base = self.prompt_tokens(prompt)?;
-        let (reply, results) = mpsc::channel();
-        let mut lens = Vec::new();
+        let mut conts = Vec::new();
         for (index, c) in continuations.iter().enumerate() {
             let cont = self.tokenize(c, false);
             if cont.is_empty() {
                 return Err(EngineError::InvalidRequest(format!("continuation {index} is empty")));
             }
-            let mut tokens = base.clone();
-            tokens.extend_from_slice(&cont);
-            if tokens.len() >= self.shared.limits_per_seq {
-                return Err(EngineError::PromptTooLong { prompt_tokens: tokens.len(), limit: self.shared.limits_per_seq });
+            if cont.len() > MAX_CONTINUATION_TOKENS {
+                return Err(EngineError::InvalidRequest(format!("continuation {index} has {} tokens; at most {MAX_CONTINUATION_TOKENS} can be scored", cont.len())));
             }
-            lens.push(cont.len());
-            self.enqueue(Job::Score(ScoreJob { tokens, prompt_len: base.len(), reply: reply.clone(), index }))?;
+            if base.len() + cont.len() >= self.shared.limits_per_seq {
+                return Err(EngineError::PromptTooLong { prompt_tokens: base.len() + cont.len(), limit: self.shared.limits_per_seq });
+            }
+            conts.push(cont);
         }
-        drop(reply);
-        let mut out: Vec<Option<(f64, f64)>> = vec![None; continuations.len()];
-        for (i, lp, compute_s) in results.iter() {
-            out[i] = Some((lp, compute_s));
+        if conts.is_empty() {
+            return Ok(Vec::new());
         }
-        out.into_iter()
-            .zip(lens)
-            .map(|(lp, n)| {
-                lp.map(|(logprob, compute_s)| ContinuationScore { logprob, n_tokens: n, compute_s })
-                    .ok_or_else(|| EngineError::Decode("scoring was interrupted".into()))
-            })
-            .collect()
+        let (reply, results) = mpsc::channel();
+        self.enqueue(Job::Score(ScoreJob::new(base, conts.clone(), reply)))?;
+        let (scores, compute_s) = results.recv().map_err(|_| EngineError::Decode("scoring was interrupted".into()))?;
+        let share = compute_s / conts.len() as f64;
+        Ok(scores.into_iter().zip(&conts).map(|(logprob, c)| ContinuationScore { logprob, n_tokens: c.len(), compute_s: share }).collect())
     }
 }
+
+/// Longest continuation `score_continuations` accepts (labels are short; this keeps one
+/// continuation within any batch).
+pub const MAX_CONTINUATION_TOKENS: usize = 64;
 
 /// Log-likelihood of one continuation.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

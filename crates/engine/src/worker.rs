@@ -36,13 +36,36 @@ pub(crate) struct GenJob {
     pub submitted: Instant,
 }
 
-/// Log-likelihood of `tokens[prompt_len..]` given `tokens[..prompt_len]`.
+/// Log-likelihood of each continuation given the prompt, with the prompt prefilled ONCE:
+/// every continuation's first token is read from the prompt's last logits; a longer one is
+/// then fed (all but its last token) on top of the cached prompt, scored, and its cells
+/// removed again before the next — so a label set costs one prompt, not one per label.
 pub(crate) struct ScoreJob {
+    /// The prompt.
     pub tokens: Vec<i32>,
-    pub prompt_len: usize,
-    /// (index, log-likelihood, core-seconds attributed to this job)
-    pub reply: mpsc::Sender<(usize, f64, f64)>,
-    pub index: usize,
+    pub conts: Vec<Vec<i32>>,
+    pub scores: Vec<f64>,
+    /// `None` while the prompt prefills; then the next continuation with more than one token
+    /// to feed (`conts.len()` when all are scored).
+    pub next: Option<usize>,
+    /// (log-likelihood per continuation, core-seconds of the whole job)
+    pub reply: mpsc::Sender<(Vec<f64>, f64)>,
+}
+
+impl ScoreJob {
+    pub fn new(tokens: Vec<i32>, conts: Vec<Vec<i32>>, reply: mpsc::Sender<(Vec<f64>, f64)>) -> Self {
+        let scores = vec![0.0; conts.len()];
+        Self { tokens, conts, scores, next: None, reply }
+    }
+
+    /// The first continuation at or after `from` that needs tokens fed.
+    fn next_multi(&self, from: usize) -> usize {
+        (from..self.conts.len()).find(|&i| self.conts[i].len() > 1).unwrap_or(self.conts.len())
+    }
+
+    fn finished(&self) -> bool {
+        self.next.is_some_and(|i| i >= self.conts.len())
+    }
 }
 
 pub(crate) enum Cmd {
@@ -80,7 +103,6 @@ struct Active {
     stream: TextStream,
     started: Instant,
     first_token: Option<Instant>,
-    score: f64,
     /// Tokens generated so far (kept so a preempted sequence can be re-prefilled).
     out: Vec<i32>,
     preempted: u32,
@@ -98,7 +120,7 @@ impl Active {
     fn new(job: Job) -> Self {
         let (job_len, stops) = match &job {
             Job::Generate(g) => (g.tokens.len(), g.stops.clone()),
-            Job::Score(s) => (s.prompt_len, Vec::new()),
+            Job::Score(s) => (s.tokens.len(), Vec::new()),
         };
         Self {
             job,
@@ -111,7 +133,6 @@ impl Active {
             stream: TextStream::new(&stops),
             started: Instant::now(),
             first_token: None,
-            score: 0.0,
             out: Vec::new(),
             preempted: 0,
             protected: false,
@@ -149,7 +170,7 @@ impl Active {
 fn reservation(a: &Active, limits: &Limits) -> usize {
     match &a.job {
         Job::Generate(g) => (g.tokens.len() + g.max_tokens - a.generated).min(limits.per_seq_limit),
-        Job::Score(s) => s.tokens.len(),
+        Job::Score(s) => s.tokens.len() + s.conts.iter().map(Vec::len).max().unwrap_or(0),
     }
 }
 
@@ -320,10 +341,26 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             if budget == 0 || (interactive_prefilling && a.priority() == Priority::Batch) {
                 break;
             }
-            let (total, want_from, want_to) = match &a.job {
-                Job::Generate(g) => (g.tokens.len(), g.tokens.len() - 1, g.tokens.len() - 1),
-                Job::Score(s) => (s.tokens.len(), s.prompt_len - 1, s.tokens.len() - 2),
-            };
+            // A scoring job whose prompt is cached feeds one continuation on top of it.
+            if let Job::Score(s) = &a.job {
+                if a.n_past >= s.tokens.len() {
+                    if let Some(c) = s.next.and_then(|k| s.conts.get(k)) {
+                        let n = c.len() - 1;
+                        if n <= budget {
+                            for (j, &t) in c[..n].iter().enumerate() {
+                                let idx = batch.n_tokens();
+                                batch.add(LlamaToken(t), (a.n_past + j) as i32, &[a.slot], true).expect("within n_batch");
+                                a.outputs.push((idx, j));
+                            }
+                            budget -= n;
+                            a.in_batch += n;
+                        }
+                    }
+                    continue;
+                }
+            }
+            let total = a.tokens().len();
+            let (want_from, want_to) = (total - 1, total - 1);
             // Batch prompts go in small chunks while others decode: a step's length bounds how
             // long a newly arrived interactive request waits.
             let cap = if decoding > 0 && a.priority() == Priority::Batch { (limits.prefill_chunk / 8).max(16) } else { budget };
@@ -371,13 +408,33 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             }
             match &mut a.job {
                 Job::Score(s) => {
-                    for &(idx, pos) in &a.outputs {
-                        let logits = ctx.get_logits_ith(idx);
-                        let lse = log_sum_exp(logits);
-                        a.score += (logits[s.tokens[pos + 1] as usize] - lse) as f64;
+                    match s.next {
+                        // The prompt's last logits: every continuation's first token.
+                        None => {
+                            if a.n_past == s.tokens.len() {
+                                let (idx, _) = a.outputs[a.outputs.len() - 1];
+                                let logits = ctx.get_logits_ith(idx);
+                                let lse = log_sum_exp(logits);
+                                for (k, c) in s.conts.iter().enumerate() {
+                                    s.scores[k] = (logits[c[0] as usize] - lse) as f64;
+                                }
+                                s.next = Some(s.next_multi(0));
+                            }
+                        }
+                        // One continuation fed on the cached prompt: its later tokens; then
+                        // drop its cells so the next one sees the prompt alone.
+                        Some(k) => {
+                            for &(idx, j) in &a.outputs {
+                                let logits = ctx.get_logits_ith(idx);
+                                let lse = log_sum_exp(logits);
+                                s.scores[k] += (logits[s.conts[k][j + 1] as usize] - lse) as f64;
+                            }
+                            let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), Some(a.n_past as u32), None);
+                            s.next = Some(s.next_multi(k + 1));
+                        }
                     }
-                    if a.n_past == s.tokens.len() {
-                        let _ = s.reply.send((s.index, a.score, a.compute_s));
+                    if s.finished() {
+                        let _ = s.reply.send((std::mem::take(&mut s.scores), a.compute_s));
                         done.push((i, FinishReason::Stop));
                     }
                 }

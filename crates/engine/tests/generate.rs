@@ -124,6 +124,37 @@ fn scores_a_label_set() {
     assert!(probs[0] > 0.5, "{probs:?}");
 }
 
+/// The prompt is prefilled once for a whole label set: a multi-token continuation is fed on
+/// the cached prompt and removed again. Its score must equal the log-likelihood greedy
+/// generation gave the same tokens, and feeding it twice (with another continuation in
+/// between) must give the same score — stale cells would change it.
+#[test]
+fn multi_token_continuations_share_the_prompt_and_match_generation() {
+    let prompt = Prompt::Text("The capital city of France is".into());
+    let mut req = GenerateRequest::new(prompt.clone(), greedy(2));
+    req.logprobs = Some(0);
+    let out = smol().generate(req).unwrap();
+    let generated: f64 = out.tokens.iter().map(|t| t.logprob.as_ref().unwrap().logprob as f64).sum();
+    let cont = out.text.clone();
+    let labels = vec![cont.clone(), " a banana split with cream".to_string(), cont.clone()];
+    let scores = smol().score_continuations(&prompt, &labels).unwrap();
+    assert_eq!(scores[0].n_tokens, out.tokens.len(), "{cont:?} re-tokenizes to the generated tokens");
+    assert!(scores[0].n_tokens > 1, "{scores:?}");
+    assert!((scores[0].logprob - generated).abs() < 0.05, "scored {} vs generated {generated} for {cont:?}", scores[0].logprob);
+    assert!((scores[0].logprob - scores[2].logprob).abs() < 1e-3, "{scores:?}");
+    assert!(scores[1].logprob < scores[0].logprob - 1.0, "{scores:?}");
+    assert!(scores.iter().all(|s| s.compute_s > 0.0));
+    // On an engine of its own: the tokens decoded are the prompt once plus each label's
+    // tokens after its first — not the prompt once per label.
+    let e = load("smollm2-135m", small_cfg());
+    let prompt_len = e.tokenize("The capital city of France is", true).len();
+    let label_tokens: usize = labels.iter().map(|l| e.tokenize(l, false).len() - 1).sum();
+    let before = e.stats().batch_tokens;
+    e.score_continuations(&prompt, &labels).unwrap();
+    let used = (e.stats().batch_tokens - before) as usize;
+    assert_eq!(used, prompt_len + label_tokens, "prompt {prompt_len} tokens, labels {label_tokens}");
+}
+
 #[test]
 fn cancel_stops_and_frees_the_sequence() {
     let e = load("smollm2-135m", small_cfg());

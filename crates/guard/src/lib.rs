@@ -41,6 +41,7 @@ mod json_depth;
 pub mod mask;
 mod output;
 mod pii;
+mod policy;
 mod redact;
 mod vault;
 
@@ -51,7 +52,8 @@ pub use eval::{
 };
 pub use injection::{
     default_train_config, evaluate_injection, feature_names, injection_features, lexical_features,
-    load_dataset, parse_dataset, BinaryReport, Example, InjectionDetector, Label, Split,
+    load_dataset, parse_dataset, BinaryReport, Example, InjectionDetector, InjectionHead, Label,
+    Split,
     BENIGN_LABEL, FEATURES_VERSION, FEATURE_SCALE, INJECTION_JSONL, INJECTION_LABEL,
     INJECTION_META_FILE, MAX_SCORED_BYTES, N_FEATURES, WINDOW_CHARS, WINDOW_STRIDE,
 };
@@ -62,6 +64,7 @@ pub use output::{
 pub use pii::{
     validate, CustomRecognizer, Detector, PiiConfig, PiiKind, PiiSpan, CUSTOM_PATTERN_SIZE_LIMIT,
 };
+pub use policy::{Guardrails, InjectionAction, OnViolation, DEFAULT_INJECTION_THRESHOLD};
 pub use redact::{Mode, Policy, Redacted};
 pub use vault::Vault;
 

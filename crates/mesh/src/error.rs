@@ -35,6 +35,15 @@ pub enum MeshError {
     Exhausted { task: String, attempts: Vec<crate::run::Attempt> },
     #[error("task `{task}`: tier {tier} failed and the policy is on_error = \"fail\": {message}")]
     TierFailed { task: String, tier: String, message: String },
+    /// A guardrail refused the input (PII under `block`, a prompt injection under `block`).
+    #[error("blocked by guardrails: {reason}")]
+    Blocked { reason: String, events: std::collections::BTreeMap<String, u64> },
+    /// An input is larger than a guard will check.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A tier's answer failed an output guard and the policy is `on_violation = "fail"`.
+    #[error("task `{task}`: the answer of tier {tier} failed the output guardrails ({rules})")]
+    OutputRejected { task: String, tier: String, rules: String },
     #[error("recording the run: {0}")]
     Store(#[from] store::StoreError),
 }

@@ -18,9 +18,11 @@ pub mod confidence;
 mod error;
 pub mod evaluate;
 pub mod examples;
+pub mod guarding;
 mod models;
 mod registry;
 pub mod remote;
+pub mod router;
 mod run;
 mod task;
 mod tier;
@@ -30,6 +32,8 @@ pub use breaker::Breaker;
 pub use error::{MeshError, TaskError};
 pub use models::{EncoderLease, EngineLease, Models};
 pub use registry::Registry;
+pub use router::{RoutePick, RouterSpec};
+pub use guarding::GuardReport;
 pub use run::{render, Attempt, RunOptions, TaskAnswer};
 pub use task::{EscalationPolicy, OnError, OnExhausted, OutputKind, OutputSpec, Task, TaskSpec, Validator};
 pub use tier::{Prices, TierKind, TierSpec};
@@ -51,6 +55,14 @@ pub struct Mesh {
     heads: Mutex<HashMap<PathBuf, Arc<OnceCell<Arc<Head>>>>>,
     /// Trained heads are saved under `<cache_root>/heads`.
     cache_root: PathBuf,
+    /// Pre-generation routers, loaded once per task version (see `router.rs`).
+    routers: router::RouterCache,
+    /// Guardrails: the PII detector, a per-process salt for `hash` mode, the injection head
+    /// (trained on first use) and compiled output guards.
+    pub(crate) detector: guard::Detector,
+    pub(crate) salt: String,
+    pub(crate) injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
+    pub(crate) output_guards: Mutex<HashMap<String, Arc<guard::OutputGuard>>>,
 }
 
 impl Mesh {
@@ -64,6 +76,11 @@ impl Mesh {
             breakers: Mutex::new(HashMap::new()),
             heads: Mutex::new(HashMap::new()),
             cache_root,
+            routers: Default::default(),
+            detector: guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile"),
+            salt: format!("{:032x}", rand::random::<u128>()),
+            injection: Arc::new(std::sync::OnceLock::new()),
+            output_guards: Mutex::new(HashMap::new()),
         }
     }
 

@@ -2,6 +2,8 @@
 //! reaches the tier's threshold, and record the run.
 
 use crate::error::MeshError;
+use crate::guarding::{self, GuardReport};
+use guard::{Guardrails, OnViolation};
 use crate::task::{OnError, OnExhausted, Task};
 use crate::tier::{TierKind, TierSpec};
 use crate::tiers::{self, Rendered, TierOutput};
@@ -24,6 +26,9 @@ pub struct RunOptions {
     pub only_tier: Option<usize>,
     /// Record the run in the store (on by default through `Mesh::run`).
     pub no_record: bool,
+    /// The caller's guardrails (an API key's policy): the task's `[guardrails]` win field by
+    /// field, these fill the rest.
+    pub guard: Option<guard::Guardrails>,
 }
 
 /// One tier tried.
@@ -60,20 +65,57 @@ pub struct TaskAnswer {
     pub tiers: Vec<Attempt>,
     pub latency_ms: f64,
     pub cost_usd: f64,
+    /// What the guardrails did (absent when nothing was checked).
+    #[serde(skip_serializing_if = "GuardReport::is_empty")]
+    pub guard: GuardReport,
+    /// The router's pick, when a router chose the first tier (its cost is in `cost_usd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routed: Option<crate::RoutePick>,
+    /// The inputs as the tiers saw them, when a guardrail rewrote them: the audit stores
+    /// these, never the originals.
+    #[serde(skip)]
+    pub seen_inputs: Option<BTreeMap<String, String>>,
+    /// The output before pseudonymisation placeholders were restored (for the audit).
+    #[serde(skip)]
+    pub seen_output: Option<Value>,
 }
 
 impl Mesh {
     /// Run a task on its inputs through its ladder.
     pub async fn run(&self, name: &str, inputs: &BTreeMap<String, String>, opts: RunOptions) -> Result<TaskAnswer, MeshError> {
         let task = self.task(name, opts.version)?;
-        let messages = render(&task, inputs)?;
+        render(&task, inputs)?; // names missing/unknown inputs before any guard runs
         let started = Instant::now();
         let run_id = format!("run_{:016x}", rand::random::<u64>());
+        let rails = task.spec.guardrails.or(opts.guard.as_ref().unwrap_or(&Guardrails::default()));
+        let guarded = match self.guard_inputs(&rails, inputs).await {
+            Ok(g) => g,
+            Err(e) => {
+                let events = match &e {
+                    MeshError::Blocked { events, .. } => events.clone(),
+                    _ => BTreeMap::new(),
+                };
+                if !opts.no_record {
+                    self.record(&task, &run_id, &[], None, started, Some(e.to_string()), &events).await;
+                }
+                return Err(e);
+            }
+        };
+        let messages = render(&task, &guarded.inputs)?;
+        let inputs = &guarded.inputs;
+        let mut report = guarded.report.clone();
+        let out_guard = self.output_guard(&task, &rails)?;
+        // Router hook: tasks with `[router]` and a trained router start where it predicts,
+        // unless the caller chose the tier.
+        let routed = match (opts.only_tier, opts.start_tier) {
+            (None, None) => self.route(&task, inputs).await,
+            _ => None,
+        };
         let n = task.spec.ladder.len();
         let (first, last) = match opts.only_tier {
             Some(i) if i < n => (i, i),
             Some(i) => return Err(MeshError::BadInput(format!("task `{name}` has {n} tiers; tier {i} does not exist"))),
-            None => (opts.start_tier.unwrap_or(0).min(n - 1), n - 1),
+            None => (opts.start_tier.or(routed.as_ref().map(|r| r.start)).unwrap_or(0).min(n - 1), n - 1),
         };
         let r = Rendered { messages, inputs, priority: opts.priority };
         let policy = &task.spec.escalation;
@@ -87,14 +129,31 @@ impl Mesh {
                 None => fut.await,
             };
             let latency_ms = t.elapsed().as_secs_f64() * 1e3;
-            let a = attempt(tier, res, latency_ms, policy.min_logprob);
+            let mut a = attempt(tier, res, latency_ms, policy.min_logprob);
+            let violations = match (&out_guard, &a.output) {
+                (Some(og), Some(out)) => guarding::output_violations(og, out),
+                _ => Vec::new(),
+            };
+            if !violations.is_empty() {
+                let rules: Vec<String> = violations.iter().map(rule_name).collect();
+                report.output_violations.extend(rules.iter().map(|r| format!("{}: {r}", a.tier)));
+                a.accepted = false;
+                a.output = None; // never returned, never chosen as "best"
+                a.error = Some(format!("output guardrails: {}", violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")));
+                if rails.on_violation() == OnViolation::Fail {
+                    attempts.push(a);
+                    let err = MeshError::OutputRejected { task: name.into(), tier: tier.id(), rules: rules.join(", ") };
+                    self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
+                    return Err(err);
+                }
+            }
             tracing::debug!(task = name, tier = %a.tier, confidence = ?a.confidence, accepted = a.accepted, error = ?a.error, "tier tried");
             let failed = a.error.clone();
             let accepted = a.accepted;
             attempts.push(a);
             if let (Some(message), OnError::Fail) = (failed, policy.on_error) {
                 let err = MeshError::TierFailed { task: name.into(), tier: tier.id(), message };
-                self.record(&task, &run_id, &attempts, None, started, Some(err.to_string())).await;
+                self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
                 return Err(err);
             }
             if accepted {
@@ -113,29 +172,39 @@ impl Mesh {
         }
         let Some(i) = chosen else {
             let err = MeshError::Exhausted { task: name.into(), attempts: attempts.clone() };
-            self.record(&task, &run_id, &attempts, None, started, Some(err.to_string())).await;
+            self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
             return Err(err);
+        };
+        let seen = attempts[i].output.clone().unwrap_or(Value::Null);
+        let output = match &guarded.vault {
+            Some(v) => guarding::restore(&seen, v),
+            None => seen.clone(),
         };
         let answer = TaskAnswer {
             run_id: run_id.clone(),
             task: task.spec.name.clone(),
             version: task.spec.version,
-            output: attempts[i].output.clone().unwrap_or(Value::Null),
+            seen_output: (output != seen).then_some(seen),
+            output,
             tier: attempts[i].tier.clone(),
             confidence: attempts[i].confidence,
             accepted: !below,
             escalated: attempts.len() > 1,
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
-            cost_usd: attempts.iter().map(|a| a.cost_usd).sum(),
+            cost_usd: attempts.iter().map(|a| a.cost_usd).sum::<f64>() + routed.as_ref().map_or(0.0, |r| r.cost_usd),
+            routed,
             tiers: attempts,
+            seen_inputs: guarded.rewritten.then(|| guarded.inputs.clone()),
+            guard: report,
         };
         if !opts.no_record {
-            self.record(&task, &run_id, &answer.tiers, Some(&answer), started, None).await;
+            self.record(&task, &run_id, &answer.tiers, Some(&answer), started, None, &answer.guard.events()).await;
         }
         Ok(answer)
     }
 
-    async fn record(&self, task: &Task, run_id: &str, attempts: &[Attempt], answer: Option<&TaskAnswer>, started: Instant, error: Option<String>) {
+    #[allow(clippy::too_many_arguments)]
+    async fn record(&self, task: &Task, run_id: &str, attempts: &[Attempt], answer: Option<&TaskAnswer>, started: Instant, error: Option<String>, guard: &BTreeMap<String, u64>) {
         let Some(store) = &self.store else { return };
         let rec = store::RunRecord {
             id: run_id.to_owned(),
@@ -149,18 +218,25 @@ impl Mesh {
             outcome: match answer {
                 Some(a) if a.accepted => "ok",
                 Some(_) => "below_threshold",
+                None if guard.keys().any(|k| k.starts_with("blocked.") || k == "injection.blocked") => "blocked",
                 None => "error",
             }
             .into(),
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
-            cost_usd: attempts.iter().map(|a| a.cost_usd).sum(),
+            cost_usd: answer.map_or_else(|| attempts.iter().map(|a| a.cost_usd).sum(), |a| a.cost_usd),
             tokens: attempts.iter().map(|a| (a.tokens_in + a.tokens_out) as i64).sum(),
             error,
+            guard: guard.clone(),
         };
         if let Err(e) = store.record_run(&rec).await {
             tracing::warn!(task = %rec.task, error = %e, "could not record a task run");
         }
     }
+}
+
+/// A violation's rule name (`too_long`, `pii`, ...), as serialised.
+fn rule_name(v: &guard::Violation) -> String {
+    serde_json::to_value(v).ok().and_then(|j| j.get("rule").and_then(|r| r.as_str()).map(str::to_owned)).unwrap_or_else(|| "unknown".into())
 }
 
 fn attempt(tier: &TierSpec, res: Result<TierOutput, String>, latency_ms: f64, min_logprob: Option<f32>) -> Attempt {

@@ -41,9 +41,13 @@ pub struct TaskSpec {
     /// configuration that meets it.
     #[serde(default)]
     pub quality_bar: Option<f64>,
-    /// Guardrails to apply (names; see the guard docs).
+    /// Input and output guardrails (`[guardrails]`: PII, injection, output checks).
     #[serde(default)]
-    pub guardrails: Vec<String>,
+    pub guardrails: guard::Guardrails,
+    /// Pre-generation router (`[router]`): start each run at the tier a classifier on the
+    /// input's embedding predicts (trained by `rightsize eval`; see `router.rs`).
+    #[serde(default)]
+    pub router: Option<crate::router::RouterSpec>,
     /// Tiers from cheapest to dearest.
     pub ladder: Vec<Spanned<TierSpec>>,
 }
@@ -198,6 +202,11 @@ impl Task {
             if !dir.join(ds).is_file() {
                 return Err(bad("dataset", format!("file {} not found", dir.join(ds).display())));
             }
+        }
+        let rails_at = src.find("[guardrails]").unwrap_or(0);
+        spec.guardrails.check().map_err(|(f, m)| TaskError::invalid(file, find_key(src, f, rails_at..src.len()), &format!("guardrails.{f}"), &m))?;
+        if let Some(r) = &spec.router {
+            r.check(spec.ladder.len()).map_err(|(f, m)| bad(&format!("router.{f}"), m))?;
         }
         if spec.quality_bar.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
             return Err(bad("quality_bar", "must be between 0 and 1".into()));

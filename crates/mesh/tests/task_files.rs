@@ -122,7 +122,7 @@ fn shipped_example_tasks_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks");
     let reg = Registry::load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
     let names: Vec<String> = reg.latest().map(|t| t.spec.name.clone()).collect();
-    assert_eq!(names, ["contact-extract", "short-answer", "ticket-triage"]);
+    assert_eq!(names, ["bbc-topic", "contact-extract", "short-answer", "ticket-triage"]);
 }
 
 #[test]
@@ -135,4 +135,21 @@ fn rendering_checks_inputs() {
     assert_eq!(m[0].content, "Answer: is {{ this }} safe?", "input text is data, not template");
     inputs.insert("z".into(), "x".into());
     assert!(mesh::render(&t, &inputs).unwrap_err().to_string().contains("unknown input `z`"));
+}
+
+#[test]
+fn guardrails_are_checked_and_named() {
+    let with = |rails: &str| format!("{GOOD}\n[guardrails]\n{rails}\n");
+    let t = Task::parse(&with("pii = \"pseudonymize\"\ninjection = \"flag\"\noutput_banned = [\"(?i)as an ai\"]"), Path::new("t.toml")).unwrap();
+    assert_eq!(t.spec.guardrails.pii, Some(guard::Mode::Pseudonymize));
+    let (line, field, msg) = err(&with("injection_threshold = 2.0"));
+    assert_eq!((line, field.as_str()), (Some(16), "guardrails.injection_threshold"));
+    assert!(msg.contains("between 0 and 1"), "{msg}");
+    let (_, field, msg) = err(&with("output_banned = [\"(open\"]"));
+    assert_eq!(field, "guardrails.output_banned");
+    assert!(msg.contains("does not compile"), "{msg}");
+    let (_, field, _) = err(&with("pii = \"shred\""));
+    assert_eq!(field, "pii");
+    let (_, field, _) = err(&with("piii = \"redact\""));
+    assert_eq!(field, "piii");
 }

@@ -45,6 +45,8 @@ enum Command {
     Guard(cmd::guard::GuardArgs),
     /// Evaluate a task's ladder on its data set: quality vs cost, right-sizing, gate, apply.
     Eval(cmd::eval::EvalArgs),
+    /// Build task data sets from pulled corpora: `rightsize data bbc-topic`.
+    Data(cmd::data::DataArgs),
     /// Per-task unit economics per day: runs, cost per run, latency, escalation and error rates.
     Stats(cmd::tasks::StatsArgs),
     /// The audit log: `verify` the hash chain, `export` JSON lines, `prune` by age.
@@ -80,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Stats(a) => cmd::tasks::stats(a),
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Eval(a) => cmd::eval::eval(a),
+        Command::Data(a) => cmd::data::data(a),
         Command::Guard(a) => return cmd::guard::guard(a).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -94,3 +94,27 @@ fn keys_create_list_revoke() {
     let (ok, _, err) = rightsize(&["keys", "create", "--name", "x", "--scope", "root", "--store", db]);
     assert!(!ok && err.contains("root"));
 }
+
+#[test]
+fn keys_carry_a_guardrail_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+    let db = db.to_str().unwrap();
+    let (ok, _, err) = rightsize(&["keys", "create", "--name", "app", "--pii", "pseudonymize", "--injection", "block", "--store", db]);
+    assert!(ok, "{err}");
+    // Changing one field keeps the others.
+    let (ok, out, err) = rightsize(&["keys", "guard", "app", "--output-pii", "--store", db]);
+    assert!(ok, "{err}");
+    let policy: serde_json::Value = serde_json::from_str(out.trim().trim_start_matches("app: ")).unwrap();
+    assert_eq!(policy, serde_json::json!({"pii": "pseudonymize", "injection": "block", "output_pii": true}));
+    let (_, list, _) = rightsize(&["keys", "list", "--store", db]);
+    assert!(list.contains("\"output_pii\":true"), "{list}");
+    let (ok, _, err) = rightsize(&["keys", "create", "--name", "bad", "--pii", "shred", "--store", db]);
+    assert!(!ok && err.contains("--pii `shred`"), "{err}");
+    let (ok, _, err) = rightsize(&["keys", "guard", "app", "--guard", "{\"injection_threshold\": 3}", "--store", db]);
+    assert!(!ok && err.contains("injection_threshold"), "{err}");
+    let (ok, out, _) = rightsize(&["keys", "guard", "app", "--clear", "--store", db]);
+    assert!(ok && out.contains("no guardrail policy"));
+    let (ok, _, err) = rightsize(&["keys", "guard", "nobody", "--pii", "redact", "--store", db]);
+    assert!(!ok && err.contains("nobody"), "{err}");
+}

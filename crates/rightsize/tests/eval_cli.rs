@@ -1,5 +1,6 @@
 //! `rightsize eval` on real models: the table, JSON and HTML report with the plot; the gate
-//! fails on a deliberately degraded task version; `--apply` writes a valid new version.
+//! fails on a deliberately degraded task version; `--apply` writes a valid new version; each
+//! run is stored in `eval_runs` (a store of the test's own).
 
 use std::path::Path;
 use std::process::Command;
@@ -58,8 +59,9 @@ fn eval_reports_right_sizes_gates_and_applies() {
     setup(d);
     let tasks = d.to_str().unwrap();
     let baseline = d.join("baseline.json");
+    let db = d.join("rs.db").to_str().unwrap().to_owned();
     let out1 = d.join("out1");
-    let (ok, table, err) = rightsize(&["eval", "reviews", "--version", "1", "--tasks-dir", tasks, "--out", out1.to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--save-baseline", "--apply"]);
+    let (ok, table, err) = rightsize(&["eval", "reviews", "--version", "1", "--tasks-dir", tasks, "--out", out1.to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--store", &db, "--save-baseline", "--apply"]);
     assert!(ok, "{err}");
     assert!(table.contains("local:qwen2.5-0.5b") && table.contains("local:smollm2-135m"), "{table}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out1.join("report.json")).unwrap()).unwrap();
@@ -76,11 +78,17 @@ fn eval_reports_right_sizes_gates_and_applies() {
     assert!(ok, "{verr}");
 
     // The degraded version fails the gate against the baseline...
-    let (ok, _, err) = rightsize(&["eval", "reviews", "--version", "2", "--tasks-dir", tasks, "--out", d.join("out2").to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--gate"]);
+    let (ok, _, err) = rightsize(&["eval", "reviews", "--version", "2", "--tasks-dir", tasks, "--out", d.join("out2").to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--store", &db, "--gate"]);
     assert!(!ok, "the degraded version must fail the gate: {err}");
     assert!(err.contains("gate failed"), "{err}");
     // ...and version 1 passes it.
-    let (ok, _, err) = rightsize(&["eval", "reviews", "--version", "1", "--tasks-dir", tasks, "--out", d.join("out3").to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--gate"]);
+    let (ok, _, err) = rightsize(&["eval", "reviews", "--version", "1", "--tasks-dir", tasks, "--out", d.join("out3").to_str().unwrap(), "--baseline", baseline.to_str().unwrap(), "--store", &db, "--gate"]);
     assert!(ok, "{err}");
     assert!(err.contains("gate passed"), "{err}");
+    // Three runs stored, newest first: version 1 after the degraded version 2.
+    let (ok, listed, err) = rightsize(&["eval", "reviews", "--history", "--json", "--store", &db]);
+    assert!(ok, "{err}");
+    let runs: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let versions: Vec<i64> = runs.as_array().unwrap().iter().map(|r| r["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions, [1, 2, 1], "{listed}");
 }

@@ -25,7 +25,9 @@
 //!   generated text (without an echoed prompt); for tasks the output (a string as is, anything
 //!   else as compact JSON); for embeddings always the hash of the `data` array's compact JSON
 //!   (vectors are not text).
-//! - `guard` holds guard outcomes; no guard runs in the request path yet, so it is `{}`.
+//! - `guard` holds guard outcomes (PII kinds and counts, injection score/flag, output rules
+//!   failed); with guardrails on, `input`/`output` are what the model saw and wrote (rewritten
+//!   input, answer before placeholders were restored), never the removed values.
 
 use crate::config::{AuditContent, ModelConfig};
 use crate::error::ApiError;

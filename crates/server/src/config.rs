@@ -42,6 +42,14 @@ pub struct ServerConfig {
     /// The audit log: one hash-chained record per request and task run, in the store.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Guardrails for every request (`[guard]`: pii, injection, output_pii, ...); an API
+    /// key's policy overrides these field by field, a task's `[guardrails]` override both.
+    #[serde(default)]
+    pub guard: guard::Guardrails,
+    /// Continuous evaluation (`[shadow]`): shadow runs on the top tier, drift alerts,
+    /// scheduled re-evaluation of task data sets. Off by default.
+    #[serde(default)]
+    pub shadow: crate::shadow::ShadowConfig,
 }
 
 /// `audit = { enabled = true, content = "hashes", retention_days = 90 }`.
@@ -200,6 +208,7 @@ impl ServerConfig {
             }
         }
         parse_budget(&self.memory_budget, 1).map_err(ConfigError::Parse)?;
+        self.shadow.check().map_err(ConfigError::Parse)?;
         if !(self.cpu_core_hour_usd >= 0.0) {
             return bad("cpu_core_hour_usd must be 0 or more".into());
         }

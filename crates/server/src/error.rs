@@ -26,6 +26,10 @@ impl ApiError {
         self.param = Some(p.to_owned());
         self
     }
+    pub fn code(mut self, c: &'static str) -> Self {
+        self.code = Some(c);
+        self
+    }
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", message)
     }

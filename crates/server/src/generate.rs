@@ -117,6 +117,8 @@ pub struct Job {
     pub audit: crate::audit::Ctx,
     /// The input as the audit record sees it (see `crate::audit`).
     pub audit_input: String,
+    /// Chat guardrails: placeholders to restore, output PII to redact, counters to report.
+    pub guard: Option<crate::guard::ChatGuard>,
 }
 
 pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
@@ -155,25 +157,36 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
         let has_lp = out.tokens.iter().any(|t| t.logprob.is_some());
         let reason = finish_reason(out.finish.reason);
         drop(lease);
+        // Output guardrails: the audit keeps what the model wrote (placeholders, redactions),
+        // the client gets the originals back.
+        let (seen, text) = match job.guard.as_mut() {
+            Some(g) => g.finish(&out.text),
+            None => (out.text.clone(), out.text.clone()),
+        };
         // The record is durable before the answer leaves: no acknowledged request is missing.
         let rec = store::AuditRecord {
             tokens_in: out.finish.prompt_tokens as i64,
             tokens_out: out.finish.completion_tokens as i64,
             cost_usd: crate::audit::local_cost(&state, out.finish.compute_s),
-            ..job.audit.record(&state, "request", Some(&job.model), &job.audit_input, &out.text)
+            guard: job.guard.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
+            ..job.audit.record(&state, "request", Some(&job.model), &job.audit_input, &seen)
         };
         crate::audit::record(&state, rec).await?;
+        if let Some(g) = &job.guard {
+            state.metrics.guard_events("request", &g.events);
+        }
         let body = match job.shape {
             Shape::Chat => json!({
                 "id": id, "object": "chat.completion", "created": created, "model": job.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": if has_lp { json!({"content": logprobs}) } else { serde_json::Value::Null },
                              "finish_reason": reason}],
                 "usage": usage, "system_fingerprint": "rightsize",
+                "rightsize": job.guard.as_ref().map(|g| json!({"guard": g.report()})),
             }),
             Shape::Completion => json!({
                 "id": id, "object": "text_completion", "created": created, "model": job.model,
-                "choices": [{"index": 0, "text": format!("{}{}", job.echo_prefix.unwrap_or_default(), out.text),
+                "choices": [{"index": 0, "text": format!("{}{}", job.echo_prefix.unwrap_or_default(), text),
                              "logprobs": if has_lp { legacy_logprobs(&logprobs) } else { serde_json::Value::Null },
                              "finish_reason": reason}],
                 "usage": usage,
@@ -237,6 +250,8 @@ fn sse_stream(
             }
         }
     }
+    let mut job = job;
+    let mut sg = job.guard.take();
     async_stream::stream! {
         let _lease = lease; // the model stays resident while the stream lives
         let mut finished = Finished {
@@ -286,14 +301,25 @@ fn sse_stream(
                 Event::Token(t) => {
                     let lp = t.logprob.as_ref().map(|l| if chat { json!({"content": [TokenLogprob::from(l)]}) } else { legacy_logprobs(&[TokenLogprob::from(l)]) });
                     finished.text.push_str(&t.text);
-                    if !t.text.is_empty() || lp.is_some() {
-                        yield Ok(chunk(json!({"content": t.text}), None, lp));
+                    let piece = match sg.as_mut() {
+                        Some(g) => g.stream_piece(&t.text),
+                        None => t.text.clone(),
+                    };
+                    if !piece.is_empty() || lp.is_some() {
+                        yield Ok(chunk(json!({"content": piece}), None, lp));
                     }
                 }
                 Event::Done(f) => {
-                    if !f.tail.is_empty() {
-                        finished.text.push_str(&f.tail);
-                        yield Ok(chunk(json!({"content": f.tail}), None, None));
+                    finished.text.push_str(&f.tail);
+                    let tail = match sg.as_mut() {
+                        Some(g) => format!("{}{}", g.stream_piece(&f.tail), g.stream_flush()),
+                        None => f.tail.clone(),
+                    };
+                    if !tail.is_empty() {
+                        yield Ok(chunk(json!({"content": tail}), None, None));
+                    }
+                    if let Some(g) = &sg {
+                        state.metrics.guard_events("request", &g.events);
                     }
                     metrics.finished(&job.model, class, &f, t0.elapsed());
                     finished.done = true;
@@ -304,6 +330,7 @@ fn sse_stream(
                         tokens_in: f.prompt_tokens as i64,
                         tokens_out: f.completion_tokens as i64,
                         cost_usd: crate::audit::local_cost(&state, f.compute_s),
+                        guard: sg.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
                         ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text)
                     };
                     if let Err(e) = crate::audit::record(&state, rec).await {

@@ -39,6 +39,13 @@ impl StoreKeys {
                 let caller = Caller {
                     admin: k.has(store::KeyScope::Admin),
                     default_priority: if k.priority == "batch" { engine::Priority::Batch } else { engine::Priority::Interactive },
+                    guard: k.guard.as_deref().and_then(|g| match serde_json::from_str::<guard::Guardrails>(g) {
+                        Ok(g) => Some(Arc::new(g)),
+                        Err(e) => {
+                            tracing::error!(key = %k.id, error = %e, "the key's guardrail policy does not parse; its requests run without it");
+                            None
+                        }
+                    }),
                     key_id: Some(k.id),
                 };
                 (hash, caller)

@@ -14,8 +14,10 @@ mod generate;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+mod reeval;
 mod routes;
 pub mod keys;
+pub mod shadow;
 pub mod state;
 pub mod tasks;
 
@@ -49,7 +51,7 @@ pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCh
     let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
     let model_hashes = Arc::new(audit::model_hashes(&cache, &cfg.models));
     let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
-    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes })
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes, injection: Default::default(), shadow: Default::default() })
 }
 
 /// Load the tasks directory and attach a mesh over the state's pool. Every bad task file is
@@ -73,6 +75,7 @@ pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = 
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
     state.pool.spawn_reaper(std::time::Duration::from_secs(1));
     audit::spawn_retention(&state);
+    reeval::spawn(&state);
     for m in state.cfg.models.iter().filter(|m| m.pin) {
         let pool = state.pool.clone();
         let id = m.id.clone();

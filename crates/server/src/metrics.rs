@@ -17,6 +17,9 @@ pub struct Metrics {
     pub pool_events: IntGaugeVec,
     pub preemptions: IntGaugeVec,
     task_runs: IntCounterVec,
+    guard_events: IntCounterVec,
+    /// Shadow runs, agreement and drift alerts (see `crate::shadow`).
+    pub shadow: crate::shadow::ShadowMetrics,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -37,7 +40,8 @@ impl Metrics {
         let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads, evictions and keep-alive expirations"), &["event"]).unwrap();
         let preemptions = IntGaugeVec::new(Opts::new("rightsize_preemptions_total", "Batch sequences preempted by interactive ones (since the model was loaded)"), &["model"]).unwrap();
         let task_runs = IntCounterVec::new(Opts::new("rightsize_task_runs_total", "Task runs by answering tier and whether they escalated"), &["task", "tier", "escalated"]).unwrap();
-        for c in [&requests, &rejected, &tokens_in, &tokens_out, &task_runs] {
+        let guard_events = IntCounterVec::new(Opts::new("rightsize_guard_events_total", "Guardrail outcomes: redacted/blocked PII per kind, injections flagged/blocked, output rules failed"), &["scope", "event"]).unwrap();
+        for c in [&requests, &rejected, &tokens_in, &tokens_out, &task_runs, &guard_events] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         for h in [&ttft, &latency] {
@@ -46,7 +50,8 @@ impl Metrics {
         for g in [&queue_depth, &running, &resident_bytes, &pool_events, &preemptions] {
             registry.register(Box::new(g.clone())).unwrap();
         }
-        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions, task_runs }
+        let shadow = crate::shadow::ShadowMetrics::new(&registry);
+        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions, task_runs, guard_events, shadow }
     }
 
     pub fn finished(&self, model: &str, class: &str, f: &engine::Finish, latency: Duration) {
@@ -67,6 +72,14 @@ impl Metrics {
 
     pub fn task_run(&self, task: &str, tier: &str, escalated: bool) {
         self.task_runs.with_label_values(&[task, tier, if escalated { "true" } else { "false" }]).inc();
+    }
+
+    /// Guardrail counters (`redacted.email`, `injection.blocked`, ...) of a task run or a
+    /// request; `scope` is the task name or `request`.
+    pub fn guard_events(&self, scope: &str, events: &std::collections::BTreeMap<String, u64>) {
+        for (event, n) in events {
+            self.guard_events.with_label_values(&[scope, event]).inc_by(*n);
+        }
     }
 
     /// A request whose client went away before it finished.

@@ -51,8 +51,8 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .filter(|s| !s.is_empty());
     let caller = match (bearer, &state.keys) {
         (Some(secret), Some(keys)) => keys.check(secret).ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?,
-        (None, _) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive },
-        (Some(_), None) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive },
+        (None, _) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive, guard: None },
+        (Some(_), None) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive, guard: None },
         _ => return Err(ApiError::unauthorized("an API key is required: `Authorization: Bearer <key>`")),
     };
     if req.uri().path().starts_with("/admin") && !caller.admin {
@@ -93,6 +93,7 @@ fn job(
         echo_prefix,
         audit: ctx,
         audit_input,
+        guard: None,
     })
 }
 
@@ -119,14 +120,29 @@ async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller
         return crate::tasks::chat(state, caller, headers, &task, r).await;
     }
     let ctx = audit::Ctx::new(&headers, &caller);
-    let input = chat_audit_input(&r.messages);
     let model = r.model.clone();
-    let res = chat_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), r).await;
+    let mut r = r;
+    // Input guardrails rewrite the messages first: nothing after this point (the model, the
+    // audit, the logs) sees what they removed.
+    let rails = crate::guard::effective(&state, &caller);
+    let guarded = if rails.is_empty() { Ok(None) } else { crate::guard::guard_messages(&state, &rails, &mut r.messages).await.map(Some) };
+    let input = match &guarded {
+        Ok(_) => chat_audit_input(&r.messages),
+        Err(_) => crate::guard::redact_for_audit(&state, &chat_audit_input(&r.messages)),
+    };
+    let res = match guarded {
+        Ok(g) => chat_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), r, g).await,
+        Err(e) => Err(e),
+    };
     audit::failed(&state, &ctx, &model, &input, res).await
 }
 
-async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, r: ChatRequest) -> Result<Response, ApiError> {
+#[allow(clippy::too_many_arguments)]
+async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, r: ChatRequest, guard: Option<crate::guard::ChatGuard>) -> Result<Response, ApiError> {
     let limit = ctx_limit(&state, &r.model)?;
+    if r.stream && guard.as_ref().is_some_and(|g| g.output_pii) {
+        return Err(ApiError::bad_request("the `output_pii` guardrail checks the whole answer: use `stream: false`").param("stream"));
+    }
     if r.tools.is_some() {
         return Err(ApiError::bad_request("`tools` are not supported yet").param("tools"));
     }
@@ -141,26 +157,38 @@ async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: au
     let mut req = engine::GenerateRequest::new(engine::Prompt::Chat(messages), params);
     req.constraint = generate::constraint(&r.response_format);
     req.logprobs = top;
-    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None, ctx, input)?;
+    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None, ctx, input)?;
+    job.guard = guard;
     generate::run(state, job).await
 }
 
 async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(mut r): Body<CompletionRequest>) -> Result<Response, ApiError> {
     let ctx = audit::Ctx::new(&headers, &caller);
     let model = r.model.clone();
-    let prompts = std::mem::replace(&mut r.prompt, StringOrList::Many(Vec::new())).into_vec();
+    let mut prompts = std::mem::replace(&mut r.prompt, StringOrList::Many(Vec::new())).into_vec();
+    let rails = crate::guard::effective(&state, &caller);
+    let guarded = if rails.is_empty() { Ok(None) } else { crate::guard::guard_texts(&state, &rails, prompts.clone(), prompts.iter_mut().collect(), "prompt").await.map(Some) };
     // The prompt as the audit log sees it: the text (several prompts: a compact JSON list).
     let input = match prompts.as_slice() {
         [one] => one.clone(),
         many => serde_json::to_string(many).unwrap_or_default(),
     };
-    let res = completions_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), prompts, r).await;
+    let res = match guarded {
+        Ok(g) => completions_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), prompts, r, g).await,
+        Err(e) => {
+            let input = crate::guard::redact_for_audit(&state, &input);
+            return audit::failed(&state, &ctx, &model, &input, Err(e)).await;
+        }
+    };
     audit::failed(&state, &ctx, &model, &input, res).await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, prompts: Vec<String>, r: CompletionRequest) -> Result<Response, ApiError> {
+async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: audit::Ctx, input: String, prompts: Vec<String>, r: CompletionRequest, guard: Option<crate::guard::ChatGuard>) -> Result<Response, ApiError> {
     let limit = ctx_limit(&state, &r.model)?;
+    if r.stream && guard.as_ref().is_some_and(|g| g.output_pii) {
+        return Err(ApiError::bad_request("the `output_pii` guardrail checks the whole answer: use `stream: false`").param("stream"));
+    }
     if prompts.len() != 1 {
         return Err(ApiError::bad_request("exactly one prompt is supported").param("prompt"));
     }
@@ -178,7 +206,8 @@ async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, 
     let mut req = engine::GenerateRequest::new(engine::Prompt::Text(prompt.clone()), params);
     req.logprobs = r.logprobs.map(|n| n as usize);
     let echo = r.echo.then_some(prompt);
-    let job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo, ctx, input)?;
+    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo, ctx, input)?;
+    job.guard = guard;
     generate::run(state, job).await
 }
 

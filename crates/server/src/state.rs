@@ -11,6 +11,8 @@ pub struct Caller {
     pub key_id: Option<String>,
     pub admin: bool,
     pub default_priority: engine::Priority,
+    /// The key's guardrail policy, if it has one (`rightsize keys create --pii ...`).
+    pub guard: Option<Arc<guard::Guardrails>>,
 }
 
 /// Checks API keys (implemented over the store).
@@ -31,6 +33,10 @@ pub struct AppState {
     pub audit: Option<store::Store>,
     /// sha256 of each configured model's file, where the cache has a verified marker for it.
     pub model_hashes: Arc<std::collections::HashMap<String, String>>,
+    /// The prompt-injection head for request guardrails (trained or loaded on first use).
+    pub injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
+    /// Shadow runs in flight, skip counts and raised drift alerts (see `crate::shadow`).
+    pub shadow: Arc<crate::shadow::Shadow>,
 }
 
 impl AppState {

@@ -68,6 +68,9 @@ impl From<MeshError> for ApiError {
             MeshError::UnknownTask(_) | MeshError::UnknownVersion(..) => ApiError::not_found(e.to_string()),
             MeshError::BadInput(_) => ApiError::bad_request(e.to_string()).param("input"),
             MeshError::Exhausted { .. } | MeshError::TierFailed { .. } => ApiError::unavailable(e.to_string()),
+            MeshError::Blocked { .. } => ApiError::unprocessable(e.to_string()).param("input").code("guardrail_blocked"),
+            MeshError::OutputRejected { .. } => ApiError::unprocessable(e.to_string()).code("output_guardrail"),
+            MeshError::TooLarge(_) => ApiError::too_large(e.to_string()),
             MeshError::Store(_) => ApiError::internal(e.to_string()),
         }
     }
@@ -103,9 +106,13 @@ pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Cal
     let version = r.version;
     let res = async {
         let mesh = mesh(&state)?;
-        let opts = RunOptions { version: r.version, priority: crate::generate::priority(r.priority.as_deref(), &headers, caller.default_priority)?, ..Default::default() };
-        let answer = mesh.run(&name, &inputs(r.input)?, opts).await?;
-        state.metrics.task_run(&answer.task, &answer.tier, answer.escalated);
+        let opts = RunOptions {
+            version: r.version,
+            priority: crate::generate::priority(r.priority.as_deref(), &headers, caller.default_priority)?,
+            guard: Some(crate::guard::effective(&state, &caller)),
+            ..Default::default()
+        };
+        let answer = run_counted(&state, mesh, &name, &inputs(r.input)?, opts).await?;
         Ok(answer)
     }
     .await;
@@ -118,10 +125,13 @@ pub async fn run(State(state): State<AppState>, Extension(caller): Extension<Cal
 async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Option<i64>, input: &str, res: Result<mesh::TaskAnswer, ApiError>) -> Result<mesh::TaskAnswer, ApiError> {
     match res {
         Ok(a) => {
-            let output = match &a.output {
+            // What the tiers saw and said (placeholders, redactions), never the originals.
+            let output = match a.seen_output.as_ref().unwrap_or(&a.output) {
                 Value::String(s) => s.clone(),
                 v => v.to_string(),
             };
+            let seen_input = a.seen_inputs.as_ref().map(|i| serde_json::to_string(i).unwrap_or_default());
+            let input = seen_input.as_deref().unwrap_or(input);
             let rec = store::AuditRecord {
                 task: Some(a.task.clone()),
                 task_version: Some(a.version),
@@ -130,6 +140,7 @@ async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Opt
                 tokens_out: a.tiers.iter().map(|t| t.tokens_out as i64).sum(),
                 cost_usd: a.cost_usd,
                 status: if a.accepted { "ok" } else { "below_threshold" }.into(),
+                guard: serde_json::to_value(&a.guard).unwrap_or_default(),
                 ..ctx.record(state, "task", Some(&a.tier), input, &output)
             };
             audit::record(state, rec).await?;
@@ -144,7 +155,7 @@ async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Opt
                     task_version: version,
                     status: audit::error_status(&e),
                     output: String::new(),
-                    ..ctx.record(state, "task", None, input, "")
+                    ..ctx.record(state, "task", None, &crate::guard::redact_for_audit(state, input), "")
                 };
                 audit::record_failure(state, rec).await;
             }
@@ -188,7 +199,8 @@ pub async fn stats(State(state): State<AppState>, Path(name): Path<String>, Quer
     let days = q.days.unwrap_or(30).clamp(1, 3650);
     let since = store::now_ms() - days * 86_400_000;
     let rows = store.run_stats(Some(&name), since).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(json!({ "task": name, "days": rows })))
+    let shadow = crate::shadow::stats(&state, store, &name, since).await?;
+    Ok(Json(json!({ "task": name, "days": rows, "shadow": shadow })))
 }
 
 /// `model: "task:NAME"` in the chat API. One-input tasks take the last user message as that
@@ -243,10 +255,30 @@ async fn chat_run(state: &AppState, caller: &Caller, headers: &HeaderMap, name: 
     } else {
         serde_json::from_str(&text).map_err(|_| ApiError::bad_request(format!("task `{name}` takes several inputs ({}): send them as a JSON object", task.spec.inputs.join(", "))).param("messages"))?
     };
-    let opts = RunOptions { priority: crate::generate::priority(r.sampling.priority.as_deref(), headers, caller.default_priority)?, ..Default::default() };
+    let opts = RunOptions {
+        priority: crate::generate::priority(r.sampling.priority.as_deref(), headers, caller.default_priority)?,
+        guard: Some(crate::guard::effective(state, caller)),
+        ..Default::default()
+    };
     let inputs = inputs(raw)?;
     *input = serde_json::to_string(&inputs).unwrap_or_default();
-    let a = mesh.run(name, &inputs, opts).await?;
-    state.metrics.task_run(&a.task, &a.tier, a.escalated);
-    Ok(a)
+    run_counted(state, mesh, name, &inputs, opts).await
+}
+
+/// Run a task and count it (and its guardrail outcomes, blocks included) in the metrics.
+async fn run_counted(state: &AppState, mesh: &mesh::Mesh, name: &str, inputs: &BTreeMap<String, String>, opts: RunOptions) -> Result<mesh::TaskAnswer, ApiError> {
+    match mesh.run(name, inputs, opts.clone()).await {
+        Ok(a) => {
+            crate::shadow::after_run(state, inputs, &opts, &a); // maybe a background shadow run
+            state.metrics.task_run(&a.task, &a.tier, a.escalated);
+            state.metrics.guard_events(&a.task, &a.guard.events());
+            Ok(a)
+        }
+        Err(e) => {
+            if let MeshError::Blocked { events, .. } = &e {
+                state.metrics.guard_events(name, events);
+            }
+            Err(e.into())
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! record cannot be written the request fails (503) and a stream ends without `[DONE]`.
 
 mod common;
+use common::fixtures::SENTIMENT_PROMPT;
 use common::TestServer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -90,32 +91,16 @@ id = "minilm-l6"
 pin = true
 "#;
 
-const TASK: &str = r#"
-name = "mood"
-version = 3
-inputs = ["text"]
-prompt = """Is the sentiment of this review positive or negative?
-
-Review: {{ text }}
-
-Answer with one word: positive or negative."""
-[output]
-kind = "label"
-labels = ["positive", "negative"]
-[[ladder]]
-kind = "local"
-model = "smollm2-135m"
-threshold = 1.0
-[[ladder]]
-kind = "local"
-model = "smol-b"
-"#;
+/// A two-tier label task whose first tier never reaches its threshold (so every run escalates).
+fn task() -> String {
+    format!("name = \"mood\"\nversion = 3\n{SENTIMENT_PROMPT}[[ladder]]\nkind = \"local\"\nmodel = \"smollm2-135m\"\nthreshold = 1.0\n[[ladder]]\nkind = \"local\"\nmodel = \"smol-b\"\n")
+}
 
 #[test]
 fn every_request_and_task_run_leaves_one_chained_record_with_hashes_only() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    std::fs::write(dir.path().join("mood.toml"), TASK).unwrap();
+    std::fs::write(dir.path().join("mood.toml"), task()).unwrap();
     let key = rt().block_on(async {
         let s = Store::open(&db.display().to_string()).await.unwrap();
         s.create_key("app", &[store::KeyScope::Inference], "interactive").await.unwrap()

@@ -5,37 +5,11 @@
 
 mod common;
 use common::proxy::{self, Proxy};
+use common::fixtures::{SENTIMENT_PROMPT, SMOL_QWEN_MINILM as MODELS};
 use common::TestServer;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const MODELS: &str = r#"
-[[model]]
-id = "smollm2-135m"
-pin = true
-ctx = 1024
-max_sequences = 4
-[[model]]
-id = "qwen2.5-0.5b"
-pin = true
-ctx = 1024
-max_sequences = 2
-[[model]]
-id = "minilm-l6"
-pin = true
-"#;
-
-const SENTIMENT_PROMPT: &str = r#"
-inputs = ["text"]
-prompt = """Is the sentiment of this review positive or negative?
-
-Review: {{ text }}
-
-Answer with one word: positive or negative."""
-[output]
-kind = "label"
-labels = ["positive", "negative"]
-"#;
 
 /// The remote: a second real rightsize server (Qwen2.5-0.5B) behind a proxy we control.
 fn remote() -> &'static (TestServer, Proxy, Proxy) {

@@ -26,6 +26,10 @@ pub struct ApiKey {
     pub priority: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The key's guardrail policy (JSON of `guard::Guardrails`, opaque here): applied to its
+    /// requests and, field by field under each task's own `[guardrails]`, to its task runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
 }
 
 impl ApiKey {
@@ -64,6 +68,7 @@ fn row_to_key(r: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
         priority: r.try_get("priority")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        guard: r.try_get("guard")?,
     })
 }
 
@@ -89,6 +94,7 @@ impl Store {
             priority: priority.to_owned(),
             created_at: now_secs(),
             revoked_at: None,
+            guard: None,
         };
         let scopes_s = scopes.iter().map(|s| if *s == KeyScope::Admin { "admin" } else { "inference" }).collect::<Vec<_>>().join(",");
         sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, scopes, priority, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -105,7 +111,7 @@ impl Store {
     }
 
     pub async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, prefix, scopes, priority, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT id, name, prefix, scopes, priority, created_at, revoked_at, guard FROM api_keys ORDER BY created_at, id")
             .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(row_to_key).collect::<Result<_, _>>()?)
@@ -126,9 +132,25 @@ impl Store {
         self.list_keys().await?.into_iter().find(|k| k.id == id_or_name || k.name == id_or_name).ok_or_else(|| StoreError::NoSuchKey(id_or_name.into()))
     }
 
+    /// Set (or with `None` clear) a key's guardrail policy, by id or name. The caller
+    /// validates `policy` (JSON); the server picks it up at its next key refresh.
+    pub async fn set_key_guard(&self, id_or_name: &str, policy: Option<&str>) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE api_keys SET guard = $1 WHERE (id = $2 OR name = $3) AND revoked_at IS NULL")
+            .bind(policy.map(str::to_owned))
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchKey(id_or_name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Active keys by secret hash (the server keeps these in memory and refreshes them).
     pub async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, prefix, hash, scopes, priority, created_at, revoked_at FROM api_keys WHERE revoked_at IS NULL")
+        let rows = sqlx::query("SELECT id, name, prefix, hash, scopes, priority, created_at, revoked_at, guard FROM api_keys WHERE revoked_at IS NULL")
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
@@ -181,6 +203,9 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert!(all.iter().find(|k| k.name == "a").unwrap().has(KeyScope::Admin));
         assert!(!all.iter().find(|k| k.name == "b").unwrap().has(KeyScope::Admin));
+        s.set_key_guard("b", Some("{\"pii\":\"redact\"}")).await.unwrap();
+        assert_eq!(s.verify_key(&b.secret).await.unwrap().unwrap().guard.as_deref(), Some("{\"pii\":\"redact\"}"));
+        assert!(matches!(s.set_key_guard("a", None).await, Err(StoreError::NoSuchKey(_))), "revoked keys cannot be changed");
     }
 
     #[tokio::test]

@@ -6,12 +6,16 @@
 //! driver with portable SQL, so one code path is tested on both.
 
 mod audit;
+mod evals;
 mod keys;
 mod runs;
+mod shadow;
 
 pub use audit::{canonical_json, chain_hash, content_hash, now_ms, AuditEntry, AuditLine, AuditRecord, BadRecord, VerifyReport, GENESIS_HASH};
 pub use keys::{hash_secret, ApiKey, KeyScope, NewKey};
 pub use runs::{day_of, DayStats, RunRecord};
+pub use evals::EvalRunRecord;
+pub use shadow::{DriftRule, DriftSummary, ReevalRecord, ShadowDay, ShadowRecord};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
@@ -82,8 +86,12 @@ impl Store {
         for stmt in SCHEMA.iter().chain(runs::RUNS_SCHEMA) {
             sqlx::query(stmt).execute(&pool).await?;
         }
-        for stmt in audit::AUDIT_SCHEMA {
+        for stmt in audit::AUDIT_SCHEMA.iter().chain(shadow::SHADOW_SCHEMA).chain(evals::EVALS_SCHEMA) {
             sqlx::query(stmt).execute(&pool).await?;
+        }
+        let postgres = url.starts_with("postgres");
+        for (table, column, ty) in runs::RUNS_COLUMNS {
+            add_column(&pool, postgres, table, column, ty).await?;
         }
         Ok(Self { pool, url })
     }
@@ -94,6 +102,18 @@ impl Store {
 
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
+    }
+}
+
+/// `ALTER TABLE .. ADD COLUMN` when the column is missing (stores made by older releases).
+async fn add_column(pool: &AnyPool, postgres: bool, table: &str, column: &str, ty: &str) -> Result<(), StoreError> {
+    if postgres {
+        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ty}")).execute(pool).await?;
+        return Ok(());
+    }
+    match sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")).execute(pool).await {
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        r => r.map(|_| ()).map_err(StoreError::from),
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 pub(crate) const RUNS_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS task_runs (
@@ -25,6 +26,9 @@ pub(crate) const RUNS_SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS task_runs_task_day ON task_runs (task, day)",
 ];
 
+/// Columns added after the first release: (table, column, type), added when missing.
+pub(crate) const RUNS_COLUMNS: &[(&str, &str, &str)] = &[("task_runs", "guard", "TEXT"), ("api_keys", "guard", "TEXT")];
+
 /// One task run as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
@@ -44,6 +48,10 @@ pub struct RunRecord {
     pub cost_usd: f64,
     pub tokens: i64,
     pub error: Option<String>,
+    /// Guardrail counters of the run (`redacted.email`, `blocked.credit_card`,
+    /// `injection.flagged`, `output.too_long`, ...): kinds and counts, never values.
+    #[serde(default)]
+    pub guard: BTreeMap<String, u64>,
 }
 
 /// Per task and day.
@@ -59,7 +67,11 @@ pub struct DayStats {
     pub escalation_rate: f64,
     pub error_rate: f64,
     /// Runs answered by each tier.
-    pub by_tier: std::collections::BTreeMap<String, u64>,
+    pub by_tier: BTreeMap<String, u64>,
+    /// Runs refused by an input guardrail.
+    pub blocked: u64,
+    /// Guardrail counters summed over the day's runs (see [`RunRecord::guard`]).
+    pub guard: BTreeMap<String, u64>,
 }
 
 /// UTC calendar day of a unix time in milliseconds (`YYYY-MM-DD`).
@@ -81,6 +93,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(s: String) -> Result<T, StoreError
     serde_json::from_str(&s).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
+fn guard_counts(row: &sqlx::any::AnyRow) -> Result<BTreeMap<String, u64>, StoreError> {
+    match row.try_get::<Option<String>, _>("guard")? {
+        Some(s) => parse_json(s),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -94,8 +113,8 @@ impl Store {
         let path = serde_json::to_string(&r.tier_path).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let conf = serde_json::to_string(&r.confidences).map_err(|e| StoreError::Invalid(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO task_runs (id, ts_ms, day, task, version, tier, tier_path, confidences, escalated, outcome, latency_ms, cost_usd, tokens, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO task_runs (id, ts_ms, day, task, version, tier, tier_path, confidences, escalated, outcome, latency_ms, cost_usd, tokens, error, guard)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&r.id)
         .bind(r.ts_ms)
@@ -111,6 +130,7 @@ impl Store {
         .bind(r.cost_usd)
         .bind(r.tokens)
         .bind(r.error.clone())
+        .bind((!r.guard.is_empty()).then(|| serde_json::to_string(&r.guard).unwrap_or_default()))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -119,7 +139,7 @@ impl Store {
     /// Runs of a task (or all tasks), newest first, at most `limit`.
     pub async fn runs(&self, task: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, ts_ms, task, version, tier, tier_path, confidences, escalated, outcome, latency_ms, cost_usd, tokens, error
+            "SELECT id, ts_ms, task, version, tier, tier_path, confidences, escalated, outcome, latency_ms, cost_usd, tokens, error, guard
              FROM task_runs WHERE ($1 = '' OR task = $1) ORDER BY ts_ms DESC LIMIT $2",
         )
         .bind(task.unwrap_or(""))
@@ -142,6 +162,7 @@ impl Store {
                     cost_usd: row.try_get("cost_usd")?,
                     tokens: row.try_get("tokens")?,
                     error: row.try_get("error")?,
+                    guard: guard_counts(row)?,
                 })
             })
             .collect()
@@ -151,7 +172,7 @@ impl Store {
     /// error rates. Percentiles are computed here, not in SQL, so SQLite and Postgres agree.
     pub async fn run_stats(&self, task: Option<&str>, since_ms: i64) -> Result<Vec<DayStats>, StoreError> {
         let rows = sqlx::query(
-            "SELECT task, day, tier, escalated, outcome, latency_ms, cost_usd FROM task_runs
+            "SELECT task, day, tier, escalated, outcome, latency_ms, cost_usd, guard FROM task_runs
              WHERE ($1 = '' OR task = $1) AND ts_ms >= $2 ORDER BY task, day",
         )
         .bind(task.unwrap_or(""))
@@ -170,10 +191,15 @@ impl Store {
             let cost: f64 = rows.iter().map(|r| r.try_get::<f64, _>("cost_usd")).sum::<Result<f64, _>>()?;
             let esc = rows.iter().map(|r| r.try_get::<i64, _>("escalated")).filter(|e| matches!(e, Ok(1))).count() as f64;
             let err = rows.iter().map(|r| r.try_get::<String, _>("outcome")).filter(|o| matches!(o.as_deref(), Ok("error"))).count() as f64;
-            let mut by_tier = std::collections::BTreeMap::new();
+            let blocked = rows.iter().map(|r| r.try_get::<String, _>("outcome")).filter(|o| matches!(o.as_deref(), Ok("blocked"))).count() as u64;
+            let mut by_tier = BTreeMap::new();
+            let mut guard = BTreeMap::new();
             for r in &rows {
                 if let Some(t) = r.try_get::<Option<String>, _>("tier")? {
                     *by_tier.entry(t).or_insert(0) += 1;
+                }
+                for (k, n) in guard_counts(r)? {
+                    *guard.entry(k).or_insert(0) += n;
                 }
             }
             out.push(DayStats {
@@ -187,6 +213,8 @@ impl Store {
                 escalation_rate: esc / n,
                 error_rate: err / n,
                 by_tier,
+                blocked,
+                guard,
             });
         }
         Ok(out)

@@ -57,12 +57,19 @@ struct Meta {
     feature_scale: f32,
 }
 
-/// A trained prompt-injection classifier. `Send + Sync`; cheap to clone.
+/// The trained head alone, scored with an encoder the caller holds (the server's pool
+/// owns MiniLM; this borrows it per call instead of loading a second copy).
+#[derive(Debug, Clone)]
+pub struct InjectionHead {
+    head: Head,
+    injection: usize,
+}
+
+/// A trained prompt-injection classifier with its own encoder. `Send + Sync`; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct InjectionDetector {
     encoder: Arc<Encoder>,
-    head: Head,
-    injection: usize,
+    inner: InjectionHead,
 }
 
 /// Embedding followed by the lexical cues, per text.
@@ -78,19 +85,15 @@ pub fn injection_features(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f
         .collect())
 }
 
-impl InjectionDetector {
-    /// Trains on every example given (filter the split first) with [`default_train_config`].
-    pub fn train(encoder: Arc<Encoder>, examples: &[Example]) -> Result<InjectionDetector> {
-        InjectionDetector::train_with(encoder, examples, default_train_config())
-    }
-
+impl InjectionHead {
+    /// Trains on every example given (filter the split first) with `cfg`.
     pub fn train_with(
-        encoder: Arc<Encoder>,
+        encoder: &Encoder,
         examples: &[Example],
         cfg: TrainConfig,
-    ) -> Result<InjectionDetector> {
+    ) -> Result<InjectionHead> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let x = injection_features(&encoder, &texts)?;
+        let x = injection_features(encoder, &texts)?;
         let y: Vec<usize> = examples
             .iter()
             .map(|e| usize::from(e.label == Label::Injection))
@@ -101,12 +104,12 @@ impl InjectionDetector {
             id: encoder.model_id().to_string(),
             hash: Some(encoder.model_hash()?),
         }));
-        InjectionDetector::new(encoder, head)
+        InjectionHead::new(head, encoder)
     }
 
-    /// Pairs a head with an encoder, checking labels (`benign`, `injection`), input size
+    /// Checks a head against an encoder: labels (`benign`, `injection`), input size
     /// (embedding + [`N_FEATURES`]) and, when recorded, the encoder's hash.
-    pub fn new(encoder: Arc<Encoder>, head: Head) -> Result<InjectionDetector> {
+    pub fn new(head: Head, encoder: &Encoder) -> Result<InjectionHead> {
         let labels = head.labels();
         let injection = labels.iter().position(|l| l == INJECTION_LABEL);
         let Some(injection) =
@@ -135,20 +138,12 @@ impl InjectionDetector {
                 )));
             }
         }
-        Ok(InjectionDetector {
-            encoder,
-            head,
-            injection,
-        })
+        Ok(InjectionHead { head, injection })
     }
 
-    /// Probability that `text` is a prompt injection (highest over its windows).
-    pub fn score(&self, text: &str) -> Result<f32> {
-        Ok(self.score_batch(&[text])?.first().copied().unwrap_or(0.0))
-    }
-
-    /// [`InjectionDetector::score`] for many texts, embedded in shared batches.
-    pub fn score_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
+    /// Probability of injection per text (highest over its windows), embedded in shared
+    /// batches by `encoder` (the one the head was trained with).
+    pub fn score_batch(&self, encoder: &Encoder, texts: &[&str]) -> Result<Vec<f32>> {
         let mut windows: Vec<&str> = Vec::new();
         let mut owner: Vec<usize> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
@@ -167,7 +162,7 @@ impl InjectionDetector {
         if windows.is_empty() {
             return Ok(scores);
         }
-        let x = injection_features(&self.encoder, &windows)?;
+        let x = injection_features(encoder, &windows)?;
         for (p, i) in self.head.predict_proba(&x)?.into_iter().zip(owner) {
             let s = p.get(self.injection).copied().unwrap_or(0.0);
             scores[i] = scores[i].max(s);
@@ -175,28 +170,19 @@ impl InjectionDetector {
         Ok(scores)
     }
 
-    /// `score(text) >= threshold`.
-    pub fn detect(&self, text: &str, threshold: f32) -> Result<bool> {
-        Ok(self.score(text)? >= threshold)
-    }
-
     /// Saves the head (`head.safetensors`, `head.json`) and [`INJECTION_META_FILE`].
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.head.save(dir)?;
-        let meta = Meta {
-            features_version: FEATURES_VERSION,
-            n_features: N_FEATURES,
-            feature_scale: FEATURE_SCALE,
-        };
+        let meta = current_meta();
         let path = dir.join(INJECTION_META_FILE);
         let json =
             serde_json::to_vec_pretty(&meta).map_err(|e| GuardError::Config(e.to_string()))?;
         std::fs::write(&path, json).map_err(|source| GuardError::Io { path, source })
     }
 
-    /// Loads a detector saved by [`InjectionDetector::save`] for `encoder`; refuses heads
-    /// trained with another feature set or encoder.
-    pub fn load(dir: &Path, encoder: Arc<Encoder>) -> Result<InjectionDetector> {
+    /// Loads a head saved by [`InjectionHead::save`] for `encoder`; refuses heads trained
+    /// with another feature set or encoder.
+    pub fn load(dir: &Path, encoder: &Encoder) -> Result<InjectionHead> {
         let path = dir.join(INJECTION_META_FILE);
         let bytes = std::fs::read(&path).map_err(|source| GuardError::Io {
             path: path.clone(),
@@ -204,22 +190,78 @@ impl InjectionDetector {
         })?;
         let meta: Meta = serde_json::from_slice(&bytes)
             .map_err(|e| GuardError::Config(format!("{}: {e}", path.display())))?;
-        let current = Meta {
-            features_version: FEATURES_VERSION,
-            n_features: N_FEATURES,
-            feature_scale: FEATURE_SCALE,
-        };
+        let current = current_meta();
         if meta != current {
             return Err(GuardError::Config(format!(
                 "{} was saved with feature set {meta:?}, this build uses {current:?}",
                 path.display()
             )));
         }
-        InjectionDetector::new(encoder, Head::load(dir)?)
+        InjectionHead::new(Head::load(dir)?, encoder)
     }
 
     pub fn head(&self) -> &Head {
         &self.head
+    }
+}
+
+fn current_meta() -> Meta {
+    Meta {
+        features_version: FEATURES_VERSION,
+        n_features: N_FEATURES,
+        feature_scale: FEATURE_SCALE,
+    }
+}
+
+impl InjectionDetector {
+    /// Trains on every example given (filter the split first) with [`default_train_config`].
+    pub fn train(encoder: Arc<Encoder>, examples: &[Example]) -> Result<InjectionDetector> {
+        InjectionDetector::train_with(encoder, examples, default_train_config())
+    }
+
+    pub fn train_with(
+        encoder: Arc<Encoder>,
+        examples: &[Example],
+        cfg: TrainConfig,
+    ) -> Result<InjectionDetector> {
+        let inner = InjectionHead::train_with(&encoder, examples, cfg)?;
+        Ok(InjectionDetector { encoder, inner })
+    }
+
+    /// Pairs a head with an encoder (checked as [`InjectionHead::new`] does).
+    pub fn new(encoder: Arc<Encoder>, head: Head) -> Result<InjectionDetector> {
+        let inner = InjectionHead::new(head, &encoder)?;
+        Ok(InjectionDetector { encoder, inner })
+    }
+
+    /// Probability that `text` is a prompt injection (highest over its windows).
+    pub fn score(&self, text: &str) -> Result<f32> {
+        Ok(self.score_batch(&[text])?.first().copied().unwrap_or(0.0))
+    }
+
+    /// [`InjectionDetector::score`] for many texts, embedded in shared batches.
+    pub fn score_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        self.inner.score_batch(&self.encoder, texts)
+    }
+
+    /// `score(text) >= threshold`.
+    pub fn detect(&self, text: &str, threshold: f32) -> Result<bool> {
+        Ok(self.score(text)? >= threshold)
+    }
+
+    /// Saves the head and its feature-set metadata.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.inner.save(dir)
+    }
+
+    /// Loads a detector saved by [`InjectionDetector::save`] for `encoder`.
+    pub fn load(dir: &Path, encoder: Arc<Encoder>) -> Result<InjectionDetector> {
+        let inner = InjectionHead::load(dir, &encoder)?;
+        Ok(InjectionDetector { encoder, inner })
+    }
+
+    pub fn head(&self) -> &Head {
+        self.inner.head()
     }
 
     pub fn encoder(&self) -> &Arc<Encoder> {

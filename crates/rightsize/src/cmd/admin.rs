@@ -24,11 +24,65 @@ pub enum KeysAction {
         /// Default priority class of this key's requests.
         #[arg(long, default_value = "interactive")]
         priority: String,
+        #[command(flatten)]
+        guard: GuardFlags,
+    },
+    /// Set or clear the guardrail policy of an existing key (by id or name).
+    Guard {
+        key: String,
+        #[command(flatten)]
+        guard: GuardFlags,
+        /// Remove the key's policy.
+        #[arg(long)]
+        clear: bool,
     },
     /// List keys (never secrets).
     List,
     /// Revoke a key by id or name.
     Revoke { key: String },
+}
+
+/// A key's guardrails (README: Guardrails); the task's own `[guardrails]` win field by field.
+#[derive(Args, Debug)]
+pub struct GuardFlags {
+    /// PII in inputs: redact, mask, hash, block or pseudonymize.
+    #[arg(long)]
+    pii: Option<String>,
+    /// Prompt injection: flag or block.
+    #[arg(long)]
+    injection: Option<String>,
+    /// Redact PII the model writes into a chat answer / reject task answers holding PII.
+    #[arg(long)]
+    output_pii: bool,
+    /// The whole policy as JSON (the keys of a task's `[guardrails]`); flags override it.
+    #[arg(long)]
+    guard: Option<String>,
+}
+
+impl GuardFlags {
+    /// The policy as stored (validated JSON) — `base` (a key's current policy) with these
+    /// flags applied — or `None` when it is empty.
+    fn policy(&self, base: Option<&str>) -> Result<Option<String>> {
+        let mut g: guard::Guardrails = match (&self.guard, base) {
+            (Some(j), _) => serde_json::from_str(j).context("--guard is not a valid guardrail policy")?,
+            (None, Some(b)) => serde_json::from_str(b).context("the key's stored policy does not parse; replace it with --guard")?,
+            (None, None) => guard::Guardrails::default(),
+        };
+        let word = |w: &str| serde_json::Value::String(w.to_owned());
+        if let Some(m) = &self.pii {
+            g.pii = Some(serde_json::from_value(word(m)).map_err(|_| anyhow::anyhow!("--pii `{m}`: use redact, mask, hash, block or pseudonymize"))?);
+        }
+        if let Some(a) = &self.injection {
+            g.injection = Some(serde_json::from_value(word(a)).map_err(|_| anyhow::anyhow!("--injection `{a}`: use flag or block"))?);
+        }
+        if self.output_pii {
+            g.output_pii = Some(true);
+        }
+        if let Err((field, msg)) = g.check() {
+            bail!("guardrail policy: `{field}`: {msg}");
+        }
+        Ok((!g.is_empty()).then(|| serde_json::to_string(&g).expect("policy serialises")))
+    }
 }
 
 pub fn keys(args: KeysArgs) -> Result<()> {
@@ -37,7 +91,8 @@ pub fn keys(args: KeysArgs) -> Result<()> {
     rt.block_on(async move {
         let store = store::Store::open(&at).await?;
         match args.action {
-            KeysAction::Create { name, scope, priority } => {
+            KeysAction::Create { name, scope, priority, guard } => {
+                let policy = guard.policy(None)?;
                 let scopes = scope
                     .iter()
                     .map(|s| match s.as_str() {
@@ -47,15 +102,24 @@ pub fn keys(args: KeysArgs) -> Result<()> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let k = store.create_key(&name, &scopes, &priority).await?;
+                if let Some(p) = &policy {
+                    store.set_key_guard(&k.key.id, Some(p)).await?;
+                }
                 eprintln!("created {} ({}); the secret is shown once:", k.key.id, k.key.name);
                 println!("{}", k.secret);
             }
+            KeysAction::Guard { key, guard, clear } => {
+                let current = store.list_keys().await?.into_iter().find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none()).with_context(|| format!("no active key `{key}`"))?;
+                let policy = if clear { None } else { guard.policy(current.guard.as_deref())? };
+                store.set_key_guard(&key, policy.as_deref()).await?;
+                println!("{key}: {}", policy.as_deref().unwrap_or("no guardrail policy"));
+            }
             KeysAction::List => {
-                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS");
+                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS", "GUARD");
                 for k in store.list_keys().await? {
                     let scopes: Vec<String> = k.scopes.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
                     let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status);
+                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status, k.guard.as_deref().unwrap_or(""));
                 }
             }
             KeysAction::Revoke { key } => {

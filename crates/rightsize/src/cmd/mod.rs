@@ -3,6 +3,7 @@ pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod bench_serve;
+pub mod data;
 pub mod eval;
 pub mod guard;
 pub mod pull;

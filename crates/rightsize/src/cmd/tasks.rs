@@ -181,33 +181,80 @@ pub struct StatsArgs {
     /// Days back from now.
     #[arg(long, default_value_t = 30)]
     pub days: i64,
+    /// JSON: `{"days": [...], "shadow": [...]}`.
     #[arg(long)]
     pub json: bool,
-    /// Store (SQLite file or postgres:// URL; default `<cache>/rightsize.db`).
+    /// Store (SQLite file or postgres:// URL; default: the config's `store`, else `<cache>/rightsize.db`).
     #[arg(long)]
     pub store: Option<String>,
+    /// Server config whose `[shadow]` drift rule (window, min_samples, min_agreement) to apply.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 pub fn stats(a: StatsArgs) -> Result<()> {
+    let cfg = server::ServerConfig::load(a.config.as_deref())?;
     let cache = supply::Cache::from_env();
-    let at = a.store.clone().unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
+    let at = a.store.clone().or(cfg.store.clone()).unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
+    let rule = cfg.shadow.rule();
     let rt = tokio::runtime::Runtime::new()?;
-    let rows = rt.block_on(async {
+    let (rows, drift) = rt.block_on(async {
         let store = store::Store::open(&at).await?;
         let since = store::now_ms() - a.days * 86_400_000;
-        anyhow::Ok(store.run_stats(a.task.as_deref(), since).await?)
+        let rows = store.run_stats(a.task.as_deref(), since).await?;
+        let tasks = match &a.task {
+            Some(t) => vec![t.clone()],
+            None => store.drift_tasks().await?,
+        };
+        let mut drift = Vec::new();
+        for t in tasks {
+            let d = store.drift(&t, since, &rule).await?;
+            if d.samples > 0 || d.reeval.is_some() {
+                drift.push(d);
+            }
+        }
+        anyhow::Ok((rows, drift))
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "days": rows, "shadow": drift }))?);
         return Ok(());
     }
-    println!("{:<20} {:<10} {:>6} {:>14} {:>9} {:>9} {:>10} {:>7}  BY TIER", "TASK", "DAY", "RUNS", "COST/RUN USD", "P50 MS", "P95 MS", "ESCALATED", "ERRORS");
-    for r in rows {
+    println!("{:<20} {:<10} {:>6} {:>14} {:>9} {:>9} {:>10} {:>7} {:>8}  BY TIER", "TASK", "DAY", "RUNS", "COST/RUN USD", "P50 MS", "P95 MS", "ESCALATED", "ERRORS", "BLOCKED");
+    let mut guarded = Vec::new();
+    for r in &rows {
         let tiers = r.by_tier.iter().map(|(t, n)| format!("{t}={n}")).collect::<Vec<_>>().join(" ");
         println!(
-            "{:<20} {:<10} {:>6} {:>14.8} {:>9.0} {:>9.0} {:>9.1}% {:>6.1}%  {tiers}",
-            r.task, r.day, r.runs, r.cost_per_run_usd, r.p50_latency_ms, r.p95_latency_ms, r.escalation_rate * 100.0, r.error_rate * 100.0
+            "{:<20} {:<10} {:>6} {:>14.8} {:>9.0} {:>9.0} {:>9.1}% {:>6.1}% {:>8}  {tiers}",
+            r.task, r.day, r.runs, r.cost_per_run_usd, r.p50_latency_ms, r.p95_latency_ms, r.escalation_rate * 100.0, r.error_rate * 100.0, r.blocked
         );
+        if !r.guard.is_empty() {
+            guarded.push((r.task.clone(), r.day.clone(), r.guard.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")));
+        }
+    }
+    if !guarded.is_empty() {
+        println!();
+        println!("{:<20} {:<10}  GUARDRAILS (kinds and counts)", "TASK", "DAY");
+        for (task, day, g) in guarded {
+            println!("{task:<20} {day:<10}  {g}");
+        }
+    }
+    if drift.is_empty() {
+        return Ok(());
+    }
+    let pct = |x: Option<f64>| x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into());
+    println!();
+    println!("{:<20} {:<10} {:>8} {:>7} {:>10}  SHADOW (agreement with the top tier)", "TASK", "DAY", "SAMPLES", "ERRORS", "AGREEMENT");
+    for d in &drift {
+        for day in &d.days {
+            println!("{:<20} {:<10} {:>8} {:>7} {:>10}", d.task, day.day, day.samples, day.errors, pct(day.agreement));
+        }
+    }
+    println!();
+    for d in &drift {
+        let rolling = format!("rolling {} over {} of {} samples (alert below {:.1}%)", pct(d.rolling_agreement), d.rolling_samples, d.window, d.min_agreement * 100.0);
+        let reeval = d.reeval.as_ref().map(|r| format!("; re-eval v{} quality {:.3} on {} items", r.version, r.quality, r.n)).unwrap_or_default();
+        let state = if d.drift_alert { format!("DRIFT ALERT: {}", d.reasons.join("; ")) } else { "no drift".into() };
+        println!("{:<20} {rolling}{reeval} — {state}", d.task);
     }
     Ok(())
 }

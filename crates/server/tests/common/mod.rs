@@ -1,6 +1,7 @@
 //! Start a real server (real models from the cache) on a free loopback port.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod proxy;
 
 use std::time::Duration;
