@@ -99,6 +99,18 @@ pub fn constraint(rf: &Option<ResponseFormat>) -> Option<Constraint> {
     }
 }
 
+/// The request's deadline: `x-request-timeout` (seconds, e.g. `2.5`) when given, never longer
+/// than the server's `request_timeout_s`. Past it the sequence is cancelled and the client gets
+/// 504 (or an error event when streaming).
+pub fn deadline(headers: &axum::http::HeaderMap, server_max: Duration) -> Result<Duration, ApiError> {
+    let Some(v) = headers.get("x-request-timeout") else { return Ok(server_max) };
+    let secs = v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0);
+    match secs {
+        Some(s) => Ok(Duration::from_secs_f64(s.min(server_max.as_secs_f64()))),
+        None => Err(ApiError::bad_request("`x-request-timeout` must be a positive number of seconds").param("x-request-timeout")),
+    }
+}
+
 /// What kind of response to build.
 pub enum Shape {
     Chat,
@@ -117,6 +129,8 @@ pub struct Job {
     pub audit: crate::audit::Ctx,
     /// The input as the audit record sees it (see `crate::audit`).
     pub audit_input: String,
+    /// Deadline of the whole request (the server's `request_timeout_s`, or shorter per request).
+    pub timeout: Duration,
     /// Chat guardrails: placeholders to restore, output PII to redact, counters to report.
     pub guard: Option<crate::guard::ChatGuard>,
 }
@@ -147,7 +161,7 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
     })?;
     let id = format!("{}-{}", if matches!(job.shape, Shape::Chat) { "chatcmpl" } else { "cmpl" }, uuid::Uuid::new_v4().simple());
     let created = now_secs();
-    let timeout = Duration::from_secs(state.cfg.request_timeout_s);
+    let timeout = job.timeout;
     let metrics = state.metrics.clone();
     if !job.stream {
         let out = tokio::time::timeout(timeout, seq.collect()).await.map_err(|_| ApiError::timeout("request deadline passed"))??;

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use serde_json::json;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -81,9 +81,12 @@ fn job(
     echo_prefix: Option<String>,
     ctx: audit::Ctx,
     audit_input: String,
+    state_timeout: std::time::Duration,
 ) -> Result<Job, ApiError> {
     req.priority = generate::priority(sampling.priority.as_deref(), headers, caller.default_priority)?;
+    let timeout = generate::deadline(headers, state_timeout)?;
     Ok(Job {
+        timeout,
         model,
         req,
         stream,
@@ -157,7 +160,7 @@ async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: au
     let mut req = engine::GenerateRequest::new(engine::Prompt::Chat(messages), params);
     req.constraint = generate::constraint(&r.response_format);
     req.logprobs = top;
-    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None, ctx, input)?;
+    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Chat, None, ctx, input, Duration::from_secs(state.cfg.request_timeout_s))?;
     job.guard = guard;
     generate::run(state, job).await
 }
@@ -206,7 +209,7 @@ async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, 
     let mut req = engine::GenerateRequest::new(engine::Prompt::Text(prompt.clone()), params);
     req.logprobs = r.logprobs.map(|n| n as usize);
     let echo = r.echo.then_some(prompt);
-    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo, ctx, input)?;
+    let mut job = job(r.model, req, r.stream, r.stream_options, &r.sampling, &headers, &caller, Shape::Completion, echo, ctx, input, Duration::from_secs(state.cfg.request_timeout_s))?;
     job.guard = guard;
     generate::run(state, job).await
 }

@@ -166,3 +166,17 @@ fn metrics_and_health() {
     // No prompt text in metrics.
     assert!(!m.contains("capital of France"));
 }
+
+#[test]
+fn per_request_deadline_ends_a_long_generation_with_504() {
+    let s = server();
+    let body = json!({"model": "smollm2-135m", "max_tokens": 1500, "temperature": 0, "messages": [{"role": "user", "content": "Write a very long essay about the Roman empire."}]});
+    let t = std::time::Instant::now();
+    let r = TestServer::client().post(format!("{}/v1/chat/completions", s.base)).header("x-request-timeout", "0.5").json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 504);
+    let e: serde_json::Value = r.json().unwrap();
+    assert_eq!(e["error"]["type"], "timeout_error", "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(60), "the server's own deadline is far longer");
+    let r = TestServer::client().post(format!("{}/v1/chat/completions", s.base)).header("x-request-timeout", "soon").json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
