@@ -62,6 +62,9 @@ pub struct EngineConfig {
     pub n_gpu_layers: u32,
     /// Most requests waiting for a slot before `submit` answers `QueueFull`.
     pub max_queue: usize,
+    /// Batch requests are refused once this many requests wait (at most `max_queue`), so a
+    /// batch flood leaves `max_queue - max_queue_batch` places for interactive arrivals.
+    pub max_queue_batch: Option<usize>,
     /// Milliseconds a batch request may wait before it is admitted ahead of new interactive
     /// arrivals (aging, so batch work is never starved).
     pub batch_aging_ms: u64,
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             n_threads: 0,
             n_gpu_layers: if cfg!(feature = "cuda") { 999 } else { 0 },
             max_queue: 256,
+            max_queue_batch: None,
             batch_aging_ms: 10_000,
             kv_unified: false,
             flash_attn: None,
@@ -104,6 +108,7 @@ struct Shared {
     limits_per_seq: usize,
     n_ctx: usize,
     max_queue: usize,
+    max_queue_batch: usize,
     stats: Arc<EngineStats>,
 }
 
@@ -149,6 +154,7 @@ impl Engine {
             limits_per_seq: per_seq,
             n_ctx: n_ctx as usize,
             max_queue: config.max_queue,
+            max_queue_batch: config.max_queue_batch.unwrap_or(config.max_queue).min(config.max_queue),
             stats: stats.clone(),
         });
         let threads = if config.n_threads == 0 { default_threads() } else { config.n_threads } as i32;
@@ -289,8 +295,12 @@ impl Engine {
         // Room = free sequence slots (a job is counted as queued until the worker admits
         // it) plus `max_queue` waiting.
         let free = (self.config.n_seq_max as usize).saturating_sub(self.shared.stats.running.load(Ordering::Relaxed));
+        let bound = match &job {
+            Job::Generate(g) if g.priority == Priority::Batch => self.shared.max_queue_batch,
+            _ => self.shared.max_queue,
+        };
         let q = self.shared.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if q >= self.shared.max_queue + free {
+        if q >= bound + free {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::QueueFull(q));
         }

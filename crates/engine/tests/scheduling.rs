@@ -74,3 +74,16 @@ fn interactive_preempts_even_behind_aged_batch_work() {
         assert_eq!(s.collect_blocking(|_| {}).unwrap().finish.completion_tokens, 96);
     }
 }
+
+/// Per-class queue bounds: batch requests are refused at `max_queue_batch` waiting, while
+/// interactive ones may still take the places kept for them up to `max_queue`.
+#[test]
+fn batch_requests_cannot_take_the_places_kept_for_interactive_ones() {
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 1024, n_seq_max: 1, max_queue: 2, max_queue_batch: Some(1), ..Default::default() });
+    let mut running = e.submit(req("Write a long story about a lighthouse keeper.", 400, Priority::Interactive)).unwrap();
+    assert!(matches!(running.next_blocking(), Some(Event::Token(_))), "the only slot is busy");
+    let _b1 = e.submit(req("Summarise the story.", 8, Priority::Batch)).expect("one batch request may wait");
+    assert!(matches!(e.submit(req("Another summary.", 8, Priority::Batch)), Err(EngineError::QueueFull(_))), "the batch share is full");
+    let _i1 = e.submit(req("What is 2 + 2?", 8, Priority::Interactive)).expect("interactive still has room");
+    assert!(matches!(e.submit(req("What is 3 + 3?", 8, Priority::Interactive)), Err(EngineError::QueueFull(_))), "max_queue bounds everyone");
+}

@@ -116,6 +116,10 @@ pub struct ModelConfig {
     /// Most requests waiting for a sequence slot before 429.
     #[serde(default = "default_queue")]
     pub max_queue: usize,
+    /// Batch requests get 429 once this many wait (default: `max_queue`); the rest of the
+    /// queue is kept for interactive arrivals.
+    #[serde(default)]
+    pub max_queue_batch: Option<usize>,
     #[serde(default)]
     pub threads: u32,
 }

@@ -65,6 +65,7 @@ impl pool::Loader<Loaded> for CacheLoader {
             n_batch: 512.max(m.max_sequences),
             n_threads: m.threads,
             max_queue: m.max_queue,
+            max_queue_batch: m.max_queue_batch,
             ..Default::default()
         };
         engine::Engine::load(&path, cfg).map(Loaded::Decoder).map_err(|e| e.to_string())
