@@ -44,6 +44,9 @@ pub fn html_report(r: &EvalReport) -> String {
             t.escalation_rate * 100.0
         );
     }
+    if let Some(j) = &r.judge {
+        let _ = write!(s, "<p class=\"judge\">{}</p>", escape(&j.line()));
+    }
     s += "<h2>Quality against cost (dev)</h2>";
     s += &scatter_svg(&r.points, &r.pareto, Some(r.chosen), Some(sel.bar.min_quality));
     s += "<p>Each dot is a configuration; the line is the Pareto frontier; labelled dots are single tiers; the ring is the chosen configuration; the dashed line is the quality bar.</p>";
@@ -128,6 +131,9 @@ mod tests {
         assert!(!html.contains("tiny<script>") && html.contains("tiny&lt;script&gt;"));
         assert!(html.contains("big &amp; &quot;best&quot;") && !html.contains("big & \"best\""));
         assert!(html.contains("sentiment &lt;v2&gt;"));
+        assert!(!html.contains("class=\"judge\""));
+        let judged = report.clone().with_judge(Some(crate::metrics::JudgeReport::new("local:<j>", "exact", &[("t".into(), vec![(0.9, 1.0)])], 0.0)));
+        assert!(html_report(&judged).contains("<p class=\"judge\">judge local:&lt;j&gt; vs exact: agreement 100.0%"));
         assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href=") && !html.contains("@import"));
     }
 }

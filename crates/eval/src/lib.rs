@@ -131,7 +131,7 @@ pub use split::{check_no_leak, SplitConfig, Splits};
 pub use error::{EvalError, Result};
 pub use gate::{gate, gate_with, GateOptions, GateResult, RunSummary};
 pub use html::html_report;
-pub use metrics::Metric;
+pub use metrics::{JudgeReport, Metric};
 pub use outcomes::{ItemOutcomes, Outcomes, Route, TierOutcome};
 pub use pareto::{pareto_front, pareto_results};
 pub use report::{escape, fmt_cost, fmt_quality, text_table, EvalReport};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::cascade::SimResult;
 use crate::error::Result;
 use crate::gate::RunSummary;
+use crate::metrics::JudgeReport;
 use crate::outcomes::Outcomes;
 use crate::pareto::pareto_results;
 use crate::select::{evaluate_on, select, QualityBar, Selection};
@@ -36,6 +37,9 @@ pub struct EvalReport {
     pub test: Option<SimResult>,
     /// Each single tier on the test split, for comparison.
     pub test_single_tiers: Vec<SimResult>,
+    /// When a judge scored the answers: its agreement with the reference metric and its cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeReport>,
 }
 
 impl EvalReport {
@@ -55,6 +59,7 @@ impl EvalReport {
             chosen,
             test: None,
             test_single_tiers: Vec::new(),
+            judge: None,
         })
     }
 
@@ -64,6 +69,12 @@ impl EvalReport {
         self.test = Some(evaluate_on(&self.selection.chosen.strategy, test, ci)?);
         self.test_single_tiers = test.tiers.iter().map(|t| crate::simulate_cascade(test, &crate::Cascade::single(t.clone()), ci)).collect::<Result<_>>()?;
         Ok(self)
+    }
+
+    /// Attaches the judge's agreement block.
+    pub fn with_judge(mut self, judge: Option<JudgeReport>) -> EvalReport {
+        self.judge = judge;
+        self
     }
 
     /// The rows worth a table: single tiers, the Pareto frontier and the chosen one, by cost.
@@ -97,6 +108,9 @@ impl EvalReport {
         out += &format!("  -> {}\n", self.selection.chosen.label);
         if let Some(t) = &self.test {
             out += &format!("test: quality {} · p95 {:.0} ms · {} per 1k · escalation {:.1}%\n", fmt_quality(t), t.p95_ms, fmt_cost(t.cost_per_1k), t.escalation_rate * 100.0);
+        }
+        if let Some(j) = &self.judge {
+            out += &format!("{}\n", j.line());
         }
         out
     }
@@ -199,5 +213,11 @@ mod tests {
         let text = r.to_text();
         assert!(text.contains("chosen: cheapest of 2 configurations") && text.contains("  -> s > l"), "{text}");
         assert_eq!(r.summary().split, "dev");
+        assert!(!r.to_json().contains("\"judge\""), "no judge block without a judge");
+        let j = JudgeReport::new("local:j", "exact", &[("s".into(), vec![(0.8, 1.0), (0.1, 0.0)])], 0.001);
+        let r = r.with_judge(Some(j));
+        assert!(r.to_text().contains("judge local:j vs exact: agreement 100.0%"), "{}", r.to_text());
+        let back: EvalReport = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(back.judge.unwrap().agreement.unwrap().kappa, 1.0);
     }
 }

@@ -19,6 +19,8 @@ mod error;
 pub mod evaluate;
 pub mod examples;
 pub mod guarding;
+mod judge;
+pub mod metric;
 mod models;
 mod registry;
 pub mod remote;
@@ -34,6 +36,8 @@ pub use models::{EncoderLease, EngineLease, Models};
 pub use registry::Registry;
 pub use router::{RoutePick, RouterSpec};
 pub use guarding::GuardReport;
+pub use metric::{EvalSpec, MetricName, Scoring};
+pub use evaluate::{Evaluation, MetricReport};
 pub use run::{render, Attempt, RunOptions, TaskAnswer};
 pub use task::{EscalationPolicy, OnError, OnExhausted, OutputKind, OutputSpec, Task, TaskSpec, Validator};
 pub use tier::{Prices, TierKind, TierSpec};
@@ -59,7 +63,7 @@ pub struct Mesh {
     routers: router::RouterCache,
     /// Guardrails: the PII detector, a per-process salt for `hash` mode, the injection head
     /// (trained on first use) and compiled output guards.
-    pub(crate) detector: guard::Detector,
+    pub(crate) detector: Arc<guard::Detector>,
     pub(crate) salt: String,
     pub(crate) injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
     pub(crate) output_guards: Mutex<HashMap<String, Arc<guard::OutputGuard>>>,
@@ -77,11 +81,18 @@ impl Mesh {
             heads: Mutex::new(HashMap::new()),
             cache_root,
             routers: Default::default(),
-            detector: guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile"),
+            detector: Arc::new(guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile")),
             salt: format!("{:032x}", rand::random::<u128>()),
             injection: Arc::new(std::sync::OnceLock::new()),
             output_guards: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Use `detector` (the server's, with its configured custom recognisers) for the tasks'
+    /// PII guardrails instead of the built-in one.
+    pub fn with_detector(mut self, detector: Arc<guard::Detector>) -> Self {
+        self.detector = detector;
+        self
     }
 
     pub fn task(&self, name: &str, version: Option<i64>) -> Result<Arc<Task>, MeshError> {

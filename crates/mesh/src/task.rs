@@ -2,6 +2,7 @@
 //! may answer it. Parsing reports the file, the line and the field of every problem.
 
 use crate::error::TaskError;
+use crate::metric::{EvalSpec, Scoring};
 use crate::tier::{TierKind, TierSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub struct TaskSpec {
     /// input's embedding predicts (trained by `rightsize eval`; see `router.rs`).
     #[serde(default)]
     pub router: Option<crate::router::RouterSpec>,
+    /// How `rightsize eval` scores answers (`[eval]`; default: per output kind, see `metric.rs`).
+    #[serde(default)]
+    pub eval: Option<EvalSpec>,
     /// Tiers from cheapest to dearest.
     pub ladder: Vec<Spanned<TierSpec>>,
 }
@@ -167,8 +171,13 @@ impl Task {
     pub fn parse(src: &str, file: &Path) -> Result<Task, TaskError> {
         let spec: TaskSpec = toml::from_str(src).map_err(|e| {
             let line = e.span().map(|s| line_of(src, s.start));
-            let named = ["missing field `", "unknown field `"].iter().find_map(|p| e.message().split(p).nth(1)?.split('`').next().map(str::to_owned));
-            let field = named.or_else(|| line.and_then(|l| key_on_line(src, l))).unwrap_or_default();
+            let field = named_field(e.message()).or_else(|| line.and_then(|l| key_on_line(src, l))).unwrap_or_default();
+            // Fields of `[eval]` are named with their table (`eval.metric`).
+            let table = e.span().and_then(|s| table_at(src, s.start)).filter(|t| *t == "eval" || t.starts_with("eval."));
+            let field = match table {
+                Some(t) if !field.starts_with(t) => format!("{t}.{field}"),
+                _ => field,
+            };
             TaskError::invalid(file, line, &field, e.message().trim())
         })?;
         let at = |field: &str| find_key(src, field, 0..src.len());
@@ -208,6 +217,14 @@ impl Task {
         if let Some(r) = &spec.router {
             r.check(spec.ladder.len()).map_err(|(f, m)| bad(&format!("router.{f}"), m))?;
         }
+        if let Some(ev) = &spec.eval {
+            ev.scoring(spec.output.kind, &spec.inputs).map_err(|(f, m)| {
+                let table = if f.starts_with("judge.") { "eval.judge" } else { "eval" };
+                let (range, header) = table_range(src, table).or_else(|| table_range(src, "eval")).unwrap_or((0..src.len(), None));
+                let line = find_key(src, &f, range).or(header).or_else(|| at(&f));
+                TaskError::invalid(file, line, &format!("eval.{f}"), &m)
+            })?;
+        }
         if spec.quality_bar.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
             return Err(bad("quality_bar", "must be between 0 and 1".into()));
         }
@@ -218,6 +235,14 @@ impl Task {
             return Err(bad("examples", "a classifier tier trains on the task's `examples` file; set `examples`".into()));
         }
         Ok(Task { spec, file: file.to_owned(), schema })
+    }
+
+    /// How answers are scored by `rightsize eval` (checked at load).
+    pub fn scoring(&self) -> Result<Scoring, crate::MeshError> {
+        match &self.spec.eval {
+            Some(ev) => ev.scoring(self.spec.output.kind, &self.spec.inputs).map_err(|(f, m)| crate::MeshError::BadInput(format!("eval.{f}: {m}"))),
+            None => Ok(Scoring::default_for(self.spec.output.kind)),
+        }
     }
 
     /// Path of the evaluation data set, resolved next to the task file.
@@ -238,17 +263,31 @@ impl Task {
 }
 
 fn check_template(spec: &TaskSpec) -> Result<(), String> {
-    let env = minijinja::Environment::new();
+    let listed = format!("listed in `inputs` ({})", spec.inputs.join(", "));
     for (what, text) in [("prompt", Some(&spec.prompt)), ("system", spec.system.as_ref())] {
-        let Some(text) = text else { continue };
-        let tpl = env.template_from_str(text).map_err(|e| format!("{what} template: {e}"))?;
-        let mut used: Vec<String> = tpl.undeclared_variables(false).into_iter().collect();
-        used.sort();
-        if let Some(v) = used.iter().find(|v| !spec.inputs.contains(v)) {
-            return Err(format!("{what} uses `{v}`, which is not listed in `inputs` ({})", spec.inputs.join(", ")));
+        if let Some(text) = text {
+            check_vars(what, text, &spec.inputs, &listed)?;
         }
     }
     Ok(())
+}
+
+/// A minijinja template that compiles and uses only `allowed` variables (`what` names it,
+/// `allowed_desc` says what is allowed, in the message).
+pub(crate) fn check_vars(what: &str, text: &str, allowed: &[String], allowed_desc: &str) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    let tpl = env.template_from_str(text).map_err(|e| format!("{what} template: {e}"))?;
+    let mut used: Vec<String> = tpl.undeclared_variables(false).into_iter().collect();
+    used.sort();
+    match used.iter().find(|v| !allowed.contains(v)) {
+        Some(v) => Err(format!("{what} uses `{v}`, which is not {allowed_desc}")),
+        None => Ok(()),
+    }
+}
+
+/// The field a serde message names (`missing field `x``, `unknown field `x``).
+pub(crate) fn named_field(message: &str) -> Option<String> {
+    ["missing field `", "unknown field `"].iter().find_map(|p| message.split(p).nth(1)?.split('`').next().map(str::to_owned))
 }
 
 fn check_output(o: &OutputSpec, dir: &Path) -> Result<Option<serde_json::Value>, (String, String)> {
@@ -305,6 +344,33 @@ fn key_on_line(src: &str, line: usize) -> Option<String> {
     let text = src.lines().nth(line - 1)?;
     let key = text.split('=').next()?.trim().trim_matches(|c| c == '[' || c == ']' || c == '"');
     (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
+}
+
+/// The table whose header (`[name]` or `[[name]]`) is the last one at or before `offset`.
+fn table_at(src: &str, offset: usize) -> Option<&str> {
+    let before = src.get(..offset).unwrap_or(src);
+    let (upto, rest) = src.split_at(before.rfind('\n').map_or(0, |i| i + 1));
+    upto.lines().chain(rest.lines().take(1)).filter_map(header).last()
+}
+
+fn header(line: &str) -> Option<&str> {
+    let t = line.trim();
+    t.starts_with('[').then(|| t.split(']').next().unwrap_or("").trim_start_matches('[').trim())
+}
+
+/// Byte range of the table `[name]` (header to the next header) and its header's line.
+fn table_range(src: &str, name: &str) -> Option<(std::ops::Range<usize>, Option<usize>)> {
+    let mut offset = 0;
+    let mut start = None;
+    for l in src.split_inclusive('\n') {
+        match (header(l), start) {
+            (Some(h), None) if h == name => start = Some(offset),
+            (Some(_), Some(s)) => return Some((s..offset, Some(line_of(src, s)))),
+            _ => {}
+        }
+        offset += l.len();
+    }
+    start.map(|s| (s..src.len(), Some(line_of(src, s))))
 }
 
 /// Line of the first `key = ...` inside `range`.

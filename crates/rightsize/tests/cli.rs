@@ -118,3 +118,17 @@ fn keys_carry_a_guardrail_policy() {
     let (ok, _, err) = rightsize(&["keys", "guard", "nobody", "--pii", "redact", "--store", db]);
     assert!(!ok && err.contains("nobody"), "{err}");
 }
+
+#[test]
+fn guard_pii_uses_the_configs_recognisers_when_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rightsize.toml");
+    std::fs::write(&cfg, "[[model]]\nid = \"smollm2-135m\"\n\n[pii]\ncustom = [{ name = \"ticket_ref\", pattern = 'TCK-\\d{5}' }]\n").unwrap();
+    let text = "See TCK-12345, mail bob@example.org";
+    let (ok, out, _) = rightsize(&["guard", "pii", text]);
+    assert!(ok && out == "See TCK-12345, mail [EMAIL]", "built-ins only without a config: {out}");
+    let (ok, out, err) = rightsize(&["guard", "pii", text, "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "See [TICKET_REF], mail [EMAIL]");
+    assert!(err.contains("ticket_ref: 1"), "{err}");
+}

@@ -46,6 +46,12 @@ pub struct ServerConfig {
     /// key's policy overrides these field by field, a task's `[guardrails]` override both.
     #[serde(default)]
     pub guard: guard::Guardrails,
+    /// The PII detector (`[pii]`): extra regex recognisers (`[[pii.custom]]` name + pattern;
+    /// a `(?P<pii>...)` group narrows the span) and built-in kinds to switch off
+    /// (`disabled = ["ipv4"]`). Custom kinds are used like built-in ones everywhere:
+    /// `pii_kinds`, counts, stats, `/v1/guard/pii`.
+    #[serde(default)]
+    pub pii: guard::PiiConfig,
     /// Continuous evaluation (`[shadow]`): shadow runs on the top tier, drift alerts,
     /// scheduled re-evaluation of task data sets. Off by default.
     #[serde(default)]
@@ -213,6 +219,7 @@ impl ServerConfig {
         }
         parse_budget(&self.memory_budget, 1).map_err(ConfigError::Parse)?;
         self.shadow.check().map_err(ConfigError::Parse)?;
+        guard::Detector::new(self.pii.clone()).map_err(|e| ConfigError::Parse(format!("[pii]: {e}")))?;
         if !(self.cpu_core_hour_usd >= 0.0) {
             return bad("cpu_core_hour_usd must be 0 or more".into());
         }

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::models::Loaded;
 use crate::openai::{Body, Content, InMessage};
 use crate::state::{AppState, Caller};
+use axum::extract::State;
 use axum::Json;
 use guard::{Detector, GuardError, Guardrails, InjectionAction, Mode, PiiConfig, Policy, Vault};
 use serde::Deserialize;
@@ -13,7 +14,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-/// The built-in recognisers (compiled once per process).
+/// The built-in recognisers alone (compiled once per process); a server uses its own
+/// [`AppState::pii`], which adds the config's `[pii]` recognisers.
 pub fn detector() -> &'static Detector {
     static D: OnceLock<Detector> = OnceLock::new();
     D.get_or_init(|| Detector::new(PiiConfig::default()).expect("built-in recognisers compile"))
@@ -34,8 +36,8 @@ pub struct PiiRequest {
     pub mode: Option<Mode>,
 }
 
-pub async fn pii(Body(r): Body<PiiRequest>) -> Result<Json<Value>, ApiError> {
-    let d = detector();
+pub async fn pii(State(state): State<AppState>, Body(r): Body<PiiRequest>) -> Result<Json<Value>, ApiError> {
+    let d = &state.pii;
     let spans = d.detect(&r.input);
     let policy = Policy::new(r.mode.unwrap_or(Mode::Redact)).with_salt(salt());
     match d.apply(&r.input, &policy) {
@@ -67,6 +69,8 @@ pub struct ChatGuard {
     pub vault: Option<Vault>,
     /// PII in the answer is redacted before it leaves (`output_pii`).
     pub output_pii: bool,
+    /// The server's detector (with its `[pii]` recognisers); the built-in one when unset.
+    pub detector: Option<Arc<Detector>>,
     /// Counters for metrics and the response's `rightsize.guard` (kinds and counts only).
     pub events: BTreeMap<String, u64>,
     pub injection_score: Option<f32>,
@@ -81,7 +85,8 @@ impl ChatGuard {
     pub fn finish(&mut self, text: &str) -> (String, String) {
         let mut seen = text.to_owned();
         if self.output_pii {
-            if let Ok(red) = detector().apply(text, &Policy::new(Mode::Redact)) {
+            let d = self.detector.as_deref().unwrap_or_else(|| detector());
+            if let Ok(red) = d.apply(text, &Policy::new(Mode::Redact)) {
                 for (k, n) in red.counts {
                     *self.events.entry(format!("output.pii.{}", k.name())).or_insert(0) += n as u64;
                 }
@@ -135,7 +140,7 @@ pub async fn guard_messages(state: &AppState, rails: &Guardrails, messages: &mut
 /// Injection check on `scored`, then the PII policy on each of `texts`, in place. Blocks are
 /// 422 naming kinds and counts (or the score), never the text.
 pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<String>, texts: Vec<&mut String>, param: &str) -> Result<ChatGuard, ApiError> {
-    let mut g = ChatGuard { output_pii: rails.output_pii.unwrap_or(false), ..Default::default() };
+    let mut g = ChatGuard { output_pii: rails.output_pii.unwrap_or(false), detector: Some(state.pii.clone()), ..Default::default() };
     if rails.injection.is_some() {
         let score = injection_score(state, scored).await?;
         g.injection_score = Some(score);
@@ -153,7 +158,7 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
         let mut vault = Vault::new();
         let past = past_tense(rails.pii.unwrap_or(Mode::Redact));
         for t in texts {
-            let red = match detector().apply_in(t, &policy, &mut vault) {
+            let red = match state.pii.apply_in(t, &policy, &mut vault) {
                 Ok(r) => r,
                 Err(GuardError::Blocked { counts }) => {
                     let ev = counts.iter().map(|(k, n)| (format!("blocked.{}", k.name()), *n as u64)).collect();
@@ -231,7 +236,7 @@ async fn injection_score(state: &AppState, texts: Vec<String>) -> Result<f32, Ap
 /// their guardrails could rewrite them); unchanged under `hashes`.
 pub fn redact_for_audit(state: &AppState, text: &str) -> String {
     match state.cfg.audit.content {
-        crate::config::AuditContent::Full => detector().apply(text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default(),
+        crate::config::AuditContent::Full => state.pii.apply(text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default(),
         crate::config::AuditContent::Hashes => text.to_owned(),
     }
 }

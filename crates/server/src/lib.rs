@@ -50,8 +50,9 @@ pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCh
     }
     let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
     let model_hashes = Arc::new(audit::model_hashes(&cache, &cfg.models));
+    let pii = Arc::new(::guard::Detector::new(cfg.pii.clone()).map_err(|e| ServeError::Config(format!("[pii]: {e}")))?);
     let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
-    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes, injection: Default::default(), shadow: Default::default() })
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes, pii, injection: Default::default(), shadow: Default::default() })
 }
 
 /// Load the tasks directory and attach a mesh over the state's pool. Every bad task file is
@@ -61,7 +62,7 @@ pub fn attach_tasks(state: &mut AppState, dir: &std::path::Path, store: Option<s
     let n = registry.latest().count();
     let models = Arc::new(tasks::PoolModels(state.pool.clone()));
     let prices = mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd };
-    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices)));
+    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices).with_detector(state.pii.clone())));
     Ok(n)
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub audit: Option<store::Store>,
     /// sha256 of each configured model's file, where the cache has a verified marker for it.
     pub model_hashes: Arc<std::collections::HashMap<String, String>>,
+    /// The PII detector: built-in recognisers plus the config's `[pii]` ones.
+    pub pii: Arc<guard::Detector>,
     /// The prompt-injection head for request guardrails (trained or loaded on first use).
     pub injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
     /// Shadow runs in flight, skip counts and raised drift alerts (see `crate::shadow`).

@@ -5,9 +5,11 @@
 //! F1, judge agreement) live in the submodules.
 
 mod json;
+mod judge;
 mod labels;
 
 pub use json::{flatten_json, json_fields, json_fields_text, FieldScore, FlatValue};
+pub use judge::{JudgeReport, TierAgreement, PASS};
 pub use labels::{judge_agreement, label_metrics, Agreement, LabelReport, LabelStats};
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,14 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex> {
 /// Whether `output` contains a match of `re` (anchor with `^…$` for a full match).
 pub fn regex_match(re: &regex::Regex, output: &str) -> bool {
     re.is_match(output)
+}
+
+/// Whether `expected` appears in `output` as a whole word or phrase, case-insensitively
+/// (surrounding whitespace and a trailing period of `expected` are ignored): `Rome` is in
+/// "The capital is Rome." but not in "Romeo".
+pub fn contains_phrase(output: &str, expected: &str) -> bool {
+    let phrase = regex::escape(expected.trim().trim_end_matches('.'));
+    regex::Regex::new(&format!(r"(?i)(^|\W){phrase}($|\W)")).is_ok_and(|re| re.is_match(output))
 }
 
 /// Absolute and relative tolerance of [`numeric_match`].
@@ -106,6 +116,8 @@ pub enum Metric {
     },
     /// Field-level F1 of the output parsed as JSON against the expected object.
     JsonF1,
+    /// [`contains_phrase`]: the expected answer appears in the output as words.
+    Contains,
     /// Regex match; the pattern is `pattern`, or else the item's expected text.
     Regex {
         /// Fixed pattern for all items.
@@ -132,6 +144,7 @@ impl Metric {
         Ok(match self {
             Metric::Exact { opts } => b(exact_match(output, &expected.as_text(), *opts)),
             Metric::JsonF1 => json_fields_text(output, &expected.to_value()).f1,
+            Metric::Contains => b(contains_phrase(output, &expected.as_text())),
             Metric::Regex { pattern } => {
                 let p = pattern.clone().unwrap_or_else(|| expected.as_text());
                 b(regex_match(&compile_regex(&p)?, output))
@@ -172,6 +185,8 @@ mod tests {
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), None);
         assert!(embedding_match(&[1.0, 0.0], &[1.0, 1.0], 0.7) && !embedding_match(&[1.0, 0.0], &[1.0, 1.0], 0.75));
         assert!(!embedding_match(&[1.0], &[1.0, 1.0], 0.0));
+        assert!(contains_phrase("The capital of Italy is Rome.", "Rome") && contains_phrase("rome", " Rome. "));
+        assert!(!contains_phrase("Romeo", "Rome") && !contains_phrase("18", "8") && contains_phrase("1 + 1 = 2", "1 + 1"));
     }
 
     #[test]
@@ -187,5 +202,7 @@ mod tests {
         let exp: Expected = serde_json::from_str(r#"{"a":1,"b":"x"}"#).unwrap();
         assert_eq!(m.score(r#"{"a":1,"b":"y"}"#, &exp).unwrap(), 0.5);
         assert!(Metric::Embedding { threshold: 0.8 }.score("a", &exp).is_err());
+        let m: Metric = serde_json::from_str(r#"{"kind":"contains"}"#).unwrap();
+        assert_eq!(m.score("It is Paris.", &Expected::Text("paris".into())).unwrap(), 1.0);
     }
 }

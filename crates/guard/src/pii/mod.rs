@@ -104,6 +104,10 @@ impl Detector {
     /// Compiles the custom recognisers. Errors name the recogniser whose name is not a
     /// snake_case identifier (or repeats / shadows a kind) or whose pattern fails.
     pub fn new(config: PiiConfig) -> Result<Detector> {
+        if let Some(k) = config.disabled.iter().find(|k| matches!(k, PiiKind::Custom(_))) {
+            let names: Vec<&str> = PiiKind::BUILTIN.iter().map(PiiKind::name).collect();
+            return Err(GuardError::Config(format!("`disabled` names {k:?}, which is not a built-in kind ({})", names.join(", "))));
+        }
         let mut custom = Vec::new();
         let mut seen = BTreeSet::new();
         for rec in config.custom {

@@ -106,10 +106,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             ui.set_message(tier.to_owned());
             ui.inc(n as u64);
         };
-        let mut outcomes = mesh.evaluate(&task, &data, a.concurrency, &progress).await?;
+        let evaluation = mesh.evaluate_full(&task, &data, a.concurrency, &progress).await?;
         bar_ui.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
         eprintln!("ran {} items × {} tiers in {secs:.1} s ({:.2} tier-runs/s, concurrency {})", data.items.len(), tiers.len(), (data.items.len() * tiers.len()) as f64 / secs, a.concurrency);
+        eprintln!("{}", evaluation.metric.line());
+        let mut outcomes = evaluation.outcomes;
 
         let dev_ids: std::collections::HashSet<&str> = splits.dev.iter().map(|i| i.id.as_str()).collect();
         let routed = match (a.no_router, tiers.len()) {
@@ -127,7 +129,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let test = outcomes.retain_ids(|id| !dev_ids.contains(id));
         let points = eval::calibrate(&dev, &eval::CalibrateOptions::default())?;
         let qbar = eval::QualityBar::mean(bar);
-        let mut report = eval::EvalReport::new(&task.spec.name, &ds_path.display().to_string(), tiers.clone(), points, &qbar)?;
+        let mut report = eval::EvalReport::new(&task.spec.name, &ds_path.display().to_string(), tiers.clone(), points, &qbar)?.with_judge(evaluation.judge);
         compare::restrict(&mut report, a.strategy, &qbar)?;
         if !test.items.is_empty() {
             report = report.with_test(&test, &eval::CiOptions::default())?;
@@ -144,11 +146,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         std::fs::create_dir_all(&out)?;
         let mut models: Vec<String> = task.tiers().filter_map(|t| t.model.clone().or_else(|| t.encoder.clone())).collect();
         models.extend(routed.as_ref().map(|r| r.trained.router.meta.encoder.clone()));
+        models.extend(match task.scoring()? {
+            mesh::Scoring::Embedding { encoder, .. } => Some(encoder),
+            mesh::Scoring::Judge { tier, .. } => tier.model.filter(|_| tier.kind == mesh::TierKind::Local),
+            mesh::Scoring::Text(..) => None,
+        });
         let hashes: std::collections::BTreeMap<String, String> = models.into_iter().filter_map(|m| Some((m.clone(), all_hashes.get(&m)?.clone()))).collect();
         let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
         json["task_version"] = task.spec.version.into();
         json["model_hashes"] = serde_json::to_value(&hashes)?;
         json["seconds"] = secs.into();
+        json["metric"] = serde_json::to_value(&evaluation.metric)?;
         json["comparison"] = serde_json::to_value(&rows)?;
         json["router"] = routed.as_ref().map(router::summary).unwrap_or(serde_json::Value::Null);
         std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&json)?)?;

@@ -18,18 +18,25 @@ pub enum GuardCmd {
         /// redact, mask, hash or block.
         #[arg(long, default_value = "redact")]
         mode: String,
+        /// Server config (TOML) whose `[pii]` recognisers to add to the built-in ones.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
 }
 
 pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
-    let GuardCmd::Pii { text, mode } = a.cmd;
+    let GuardCmd::Pii { text, mode, config } = a.cmd;
+    let detector = match &config {
+        Some(p) => guard::Detector::new(server::ServerConfig::load(Some(p))?.pii)?,
+        None => server::guard::detector().clone(),
+    };
     let text = match text {
         Some(t) => t,
         None => std::io::read_to_string(std::io::stdin())?,
     };
     let mode: guard::Mode = serde_json::from_value(serde_json::Value::String(mode.clone())).map_err(|_| anyhow::anyhow!("unknown mode `{mode}` (redact, mask, hash, block)"))?;
     let policy = guard::Policy::new(mode).with_salt(server::guard::salt());
-    match server::guard::detector().apply(&text, &policy) {
+    match detector.apply(&text, &policy) {
         Ok(r) => {
             print!("{}", r.text);
             for (k, n) in &r.counts {
