@@ -41,7 +41,7 @@ use std::sync::{atomic::AtomicBool, atomic::Ordering, mpsc, Arc, Mutex, OnceLock
 use std::thread::JoinHandle;
 use std::time::Instant;
 use template::ChatTemplate;
-use worker::{Cmd, GenJob, Job, Limits, ScoreJob};
+use worker::{Cmd, GenJob, Interrupt, Job, Limits, ScoreJob};
 
 /// How one loaded model is run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -95,6 +95,10 @@ impl Default for EngineConfig {
     }
 }
 
+/// KV cells per sequence a freshly loaded engine allocates (split KV only); grown to the
+/// configured `n_ctx` the first time a sequence needs more.
+pub const INITIAL_KV_CELLS_PER_SEQ: u32 = 256;
+
 /// Default CPU thread count: every core the process may use.
 pub fn default_threads() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
@@ -110,6 +114,8 @@ struct Shared {
     max_queue: usize,
     max_queue_batch: usize,
     stats: Arc<EngineStats>,
+    /// Outlives the worker's context, whose abort callback points at it.
+    interrupt: Interrupt,
 }
 
 /// A loaded model and its batching loop.
@@ -132,6 +138,7 @@ impl Engine {
             return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));
         }
         let (model, info) = model::load(path, config.n_gpu_layers)?;
+        let t_model = t0.elapsed();
         let n_ctx = if config.n_ctx == 0 { config.n_seq_max * info.context_length.min(2048) } else { config.n_ctx };
         if !config.kv_unified && n_ctx / config.n_seq_max < 16 {
             return Err(EngineError::InvalidRequest(format!("n_ctx {n_ctx} leaves fewer than 16 cells per sequence for {} sequences", config.n_seq_max)));
@@ -156,6 +163,8 @@ impl Engine {
             max_queue: config.max_queue,
             max_queue_batch: config.max_queue_batch.unwrap_or(config.max_queue).min(config.max_queue),
             stats: stats.clone(),
+            // On unless `RIGHTSIZE_STEP_INTERRUPT=0` (kept for A/B measurement).
+            interrupt: Interrupt::new(std::env::var("RIGHTSIZE_STEP_INTERRUPT").map_or(true, |v| v != "0")),
         });
         let threads = if config.n_threads == 0 { default_threads() } else { config.n_threads } as i32;
         let ctx_params = LlamaContextParams::default()
@@ -171,6 +180,10 @@ impl Engine {
             })
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
+        // Freshly loaded: KV for `INITIAL_KV_CELLS_PER_SEQ` cells per sequence. Touching fresh
+        // memory is what a cold load mostly waits on here (page faults while llama.cpp clears
+        // the cache); a sequence that needs more makes the worker allocate the full size.
+        let initial_ctx = if config.kv_unified { n_ctx } else { n_ctx.min(config.n_seq_max * INITIAL_KV_CELLS_PER_SEQ) };
         let limits = Limits {
             n_ctx: n_ctx as usize,
             n_seq_max: config.n_seq_max as usize,
@@ -186,15 +199,22 @@ impl Engine {
         let worker = std::thread::Builder::new()
             .name(format!("engine:{}", sh.info.name.clone().unwrap_or_default()))
             .spawn(move || {
-                let ctx = match sh.model.new_context(model::backend(), ctx_params) {
+                let t_ctx = Instant::now();
+                let full = worker::with_interrupt(ctx_params, &sh.interrupt);
+                // Start with a KV cache sized for short sequences; the worker grows it to the
+                // configured size the first time a sequence needs more (see `worker::Kv`).
+                let first = if initial_ctx < n_ctx { full.clone().with_n_ctx(NonZeroU32::new(initial_ctx)) } else { full.clone() };
+                let ctx = match sh.model.new_context(model::backend(), first) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
                         return;
                     }
                 };
+                tracing::debug!(context_ms = t_ctx.elapsed().as_secs_f64() * 1e3, "context created (KV allocated and cleared, graphs reserved)");
                 let _ = ready_tx.send(Ok(()));
-                worker::run(&sh.model, ctx, rx, limits, stats);
+                let kv = worker::Kv { full, grown: initial_ctx >= n_ctx };
+                worker::run(&sh.model, ctx, rx, limits, stats, &sh.interrupt, kv);
             })
             .map_err(|e| EngineError::Context(e.to_string()))?;
         match ready_rx.recv() {
@@ -202,6 +222,7 @@ impl Engine {
             Ok(Err(e)) => return Err(EngineError::Context(e)),
             Err(_) => return Err(EngineError::Context("engine thread exited during start-up".into())),
         }
+        tracing::debug!(model_ms = t_model.as_secs_f64() * 1e3, total_ms = t0.elapsed().as_secs_f64() * 1e3, n_ctx, "engine loaded");
         Ok(Self { shared, tx, worker: Mutex::new(Some(worker)), config, load_time: t0.elapsed() })
     }
 
@@ -304,10 +325,17 @@ impl Engine {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::QueueFull(q));
         }
+        let urgent = !matches!(&job, Job::Generate(g) if g.priority == Priority::Batch);
         self.tx.send(Cmd::Job(Box::new(job))).map_err(|_| {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             EngineError::ShutDown
-        })
+        })?;
+        // After the send: the worker clears the request before draining its queue, so this job
+        // is always seen by the round the interrupt starts.
+        if urgent {
+            self.shared.interrupt.request();
+        }
+        Ok(())
     }
 
     /// Start a sequence. Tokenizing, templating and compiling the constraint happen here, on

@@ -15,8 +15,40 @@ pub fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        quiet_interrupt_logs();
         LlamaBackend::init().expect("llama.cpp backend initialises once")
     })
+}
+
+/// The log callback llama-cpp-2 installed (to `tracing`), which `filter_log` forwards to.
+static FORWARD: OnceLock<(llama_cpp_sys_2::ggml_log_callback, usize)> = OnceLock::new();
+
+/// llama.cpp warns once per sequence when a step is aborted ("removing memory module entries
+/// …"); the worker aborts batch-only steps on purpose for interactive arrivals (see
+/// `worker::Interrupt`), so those lines are demoted to debug instead of flooding the log.
+fn quiet_interrupt_logs() {
+    let (mut cb, mut data): (llama_cpp_sys_2::ggml_log_callback, *mut std::ffi::c_void) = (None, std::ptr::null_mut());
+    // SAFETY: plain reads/writes of llama.cpp's global logger, once, before any model exists.
+    unsafe { llama_cpp_sys_2::llama_log_get(&mut cb, &mut data) };
+    if cb.is_none() || FORWARD.set((cb, data as usize)).is_err() {
+        return;
+    }
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(filter_log), std::ptr::null_mut()) };
+}
+
+extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const std::ffi::c_char, _: *mut std::ffi::c_void) {
+    if !text.is_null() {
+        // SAFETY: llama.cpp passes a NUL-terminated message.
+        let msg = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
+        if msg.windows(30).any(|w| w == b"removing memory module entries") {
+            tracing::debug!(target: "llama-cpp-2", "{}", String::from_utf8_lossy(msg).trim_end());
+            return;
+        }
+    }
+    if let Some((Some(cb), data)) = FORWARD.get() {
+        // SAFETY: the callback and its data as llama-cpp-2 registered them (static state).
+        unsafe { cb(level, text, *data as *mut std::ffi::c_void) };
+    }
 }
 
 /// What a GGUF file says about its model.
@@ -48,8 +80,8 @@ impl ModelInfo {
     }
 }
 
-/// Check the header before llama.cpp sees the file, so a bad file gets a precise error.
-fn check_header(path: &Path) -> Result<String, EngineError> {
+/// The first four bytes, before llama.cpp sees the file.
+fn check_magic(path: &Path) -> Result<(), EngineError> {
     let invalid = |reason: String| EngineError::InvalidGguf { path: path.to_owned(), reason };
     if !path.is_file() {
         return Err(EngineError::ModelNotFound(path.to_owned()));
@@ -61,6 +93,15 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
     if &magic != b"GGUF" {
         return Err(invalid(format!("bad magic {magic:?}, expected \"GGUF\"")));
     }
+    Ok(())
+}
+
+/// Parse the whole GGUF header (all metadata, e.g. a 50k-entry vocabulary) for a precise
+/// error. Only run after llama.cpp failed to load the file: on the way to a good load it
+/// would parse everything a second time (milliseconds on every cold load).
+fn check_header(path: &Path) -> Result<String, EngineError> {
+    let invalid = |reason: String| EngineError::InvalidGguf { path: path.to_owned(), reason };
+    check_magic(path)?;
     let gguf = llama_cpp_2::gguf::GgufContext::from_file(path)
         .ok_or_else(|| invalid("header or metadata is truncated or corrupted".into()))?;
     let idx = gguf.find_key("general.architecture");
@@ -72,15 +113,21 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
 
 /// Load a model file, memory-mapped, with `n_gpu_layers` offloaded when built with `cuda`.
 pub fn load(path: &Path, n_gpu_layers: u32) -> Result<(LlamaModel, ModelInfo), EngineError> {
-    let arch = check_header(path)?;
+    check_magic(path)?;
     let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(n_gpu_layers);
-    let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|_| {
-        if TESTED_ARCHITECTURES.contains(&arch.as_str()) {
-            EngineError::LoadFailed(path.to_owned())
-        } else {
-            EngineError::UnsupportedArchitecture { path: path.to_owned(), arch: arch.clone() }
+    let model = match LlamaModel::load_from_file(backend(), path, &params) {
+        Ok(m) => m,
+        Err(_) => {
+            // Say why: a bad header, an architecture we have not tested, or a failed load.
+            let arch = check_header(path)?;
+            return Err(if TESTED_ARCHITECTURES.contains(&arch.as_str()) {
+                EngineError::LoadFailed(path.to_owned())
+            } else {
+                EngineError::UnsupportedArchitecture { path: path.to_owned(), arch }
+            });
         }
-    })?;
+    };
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
     let piece = |t: LlamaToken| -> Option<String> {
         (t.0 >= 0).then(|| String::from_utf8_lossy(&model.vocab().token_to_piece(t, true, None)).into_owned())
     };

@@ -13,6 +13,8 @@ pub struct EngineStats {
     pub batch_tokens: AtomicU64,
     pub decode_micros: AtomicU64,
     pub preemptions: AtomicU64,
+    /// Batch-only steps abandoned mid-computation so an interactive arrival could start.
+    pub interrupted_steps: AtomicU64,
 }
 
 impl EngineStats {
@@ -33,6 +35,7 @@ impl EngineStats {
             batch_tokens: self.batch_tokens.load(Ordering::Relaxed),
             decode_time: Duration::from_micros(self.decode_micros.load(Ordering::Relaxed)),
             preemptions: self.preemptions.load(Ordering::Relaxed),
+            interrupted_steps: self.interrupted_steps.load(Ordering::Relaxed),
         }
     }
 }
@@ -47,4 +50,5 @@ pub struct StatsSnapshot {
     pub batch_tokens: u64,
     pub decode_time: Duration,
     pub preemptions: u64,
+    pub interrupted_steps: u64,
 }

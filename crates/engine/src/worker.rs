@@ -16,6 +16,88 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Lets an interactive arrival cut short a step that carries only batch work.
+///
+/// On 2 CPU cores one decode step of 16 batch sequences takes ~0.3 s, a step with batch
+/// prompt chunks longer: an interactive request arriving just after such a step started used
+/// to wait for all of it before its own prefill. llama.cpp checks an abort callback after every
+/// graph node (well under a millisecond apart); when it fires, `llama_decode` returns 2, the
+/// worker removes the cells that step wrote and builds the step again later.
+/// The worker `arm`s the callback only for steps without interactive work; `submit` of an
+/// interactive job `request`s the interrupt after queueing it.
+#[derive(Debug, Default)]
+pub(crate) struct Interrupt {
+    requested: AtomicBool,
+    armed: AtomicBool,
+    /// `false` turns the mechanism off (`RIGHTSIZE_STEP_INTERRUPT=0`, for A/B measurement).
+    pub enabled: bool,
+}
+
+impl Interrupt {
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled, ..Default::default() }
+    }
+
+    /// An interactive job was queued: stop the current batch-only step, if one is running.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    fn should_abort(&self) -> bool {
+        self.armed.load(Ordering::Relaxed) && self.requested.load(Ordering::Acquire)
+    }
+}
+
+extern "C" fn abort_step(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `data` is the `Interrupt` given in `with_interrupt`, kept alive (in the engine's
+    // shared state) for longer than the context that calls this.
+    let i = unsafe { &*(data as *const Interrupt) };
+    i.should_abort()
+}
+
+/// `params` with llama.cpp's abort callback pointing at `interrupt`. llama-cpp-2 keeps the raw
+/// `llama_context_params` in a private single-field struct without a setter for the callback;
+/// the layout is checked at run time (a field round trip) and, should it ever not match, the
+/// params are returned unchanged and steps are simply not interruptible.
+pub(crate) fn with_interrupt(params: llama_cpp_2::context::params::LlamaContextParams, interrupt: &Interrupt) -> llama_cpp_2::context::params::LlamaContextParams {
+    use llama_cpp_2::context::params::LlamaContextParams;
+    use llama_cpp_sys_2::llama_context_params as Raw;
+    if !interrupt.enabled || std::mem::size_of::<LlamaContextParams>() != std::mem::size_of::<Raw>() || std::mem::align_of::<LlamaContextParams>() != std::mem::align_of::<Raw>() {
+        return params;
+    }
+    let probe = params.clone().with_n_ctx(std::num::NonZeroU32::new(12_345)).with_n_seq_max(7).with_n_threads(3);
+    // SAFETY: same size and alignment (checked above); the bytes are only trusted below after
+    // the probe's known field values are read back through the raw type.
+    let raw_probe: Raw = unsafe { std::mem::transmute_copy(&probe) };
+    if raw_probe.n_ctx != 12_345 || raw_probe.n_seq_max != 7 || raw_probe.n_threads != 3 || !raw_probe.abort_callback.is_none() {
+        tracing::warn!("llama-cpp-2 context params layout not as expected: batch steps will not be interruptible");
+        return params;
+    }
+    let mut raw: Raw = unsafe { std::mem::transmute_copy(&params) };
+    raw.abort_callback = Some(abort_step);
+    raw.abort_callback_data = interrupt as *const Interrupt as *mut std::ffi::c_void;
+    std::mem::forget(params);
+    // SAFETY: as above; `LlamaContextParams` has no Drop glue beyond its plain-data field.
+    unsafe { std::mem::transmute::<Raw, LlamaContextParams>(raw) }
+}
+
+/// The KV cache's size: a fresh engine's context holds `INITIAL_KV_CELLS_PER_SEQ` cells per
+/// sequence; `full` makes the configured size. Growing swaps the context and re-prefills the
+/// running sequences from their tokens (as after a preemption), once per engine.
+pub(crate) struct Kv {
+    pub full: llama_cpp_2::context::params::LlamaContextParams,
+    pub grown: bool,
+}
+
+/// Cells one sequence needs to take its next step.
+fn cells_needed(a: &Active) -> usize {
+    match (&a.job, &a.phase) {
+        (Job::Score(s), _) => s.tokens.len() + s.conts.iter().map(Vec::len).max().unwrap_or(0),
+        (_, Phase::Prefill) => a.tokens().len(),
+        (_, Phase::Decode { .. }) => a.n_past + 1,
+    }
+}
+
 /// Work for the loop.
 pub(crate) enum Job {
     Generate(GenJob),
@@ -114,6 +196,8 @@ struct Active {
     in_batch: usize,
     /// Core-seconds attributed so far: each step's cost is split by tokens in the batch.
     compute_s: f64,
+    /// `n_past` before this step's tokens were added (restored when the step is interrupted).
+    n_past_before: usize,
 }
 
 impl Active {
@@ -140,6 +224,7 @@ impl Active {
             prompt_len: job_len,
             in_batch: 0,
             compute_s: 0.0,
+            n_past_before: 0,
         }
     }
 
@@ -167,6 +252,11 @@ impl Active {
     }
 }
 
+/// A batch sequence an interactive arrival may take the place of.
+fn preemptable(a: &Active) -> bool {
+    a.priority() == Priority::Batch && !a.protected && matches!(a.job, Job::Generate(_))
+}
+
 fn reservation(a: &Active, limits: &Limits) -> usize {
     match &a.job {
         Job::Generate(g) => (g.tokens.len() + g.max_tokens - a.generated).min(limits.per_seq_limit),
@@ -174,7 +264,8 @@ fn reservation(a: &Active, limits: &Limits) -> usize {
     }
 }
 
-pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Receiver<Cmd>, limits: Limits, stats: Arc<EngineStats>) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc::Receiver<Cmd>, limits: Limits, stats: Arc<EngineStats>, interrupt: &Interrupt, mut kv: Kv) {
     let mut waiting: VecDeque<Active> = VecDeque::new();
     let mut active: Vec<Active> = Vec::new();
     let mut free_slots: Vec<i32> = (0..limits.n_seq_max as i32).rev().collect();
@@ -184,8 +275,15 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
     let mut raw = vec![0f32; n_vocab];
     let mut work: Vec<f32> = Vec::with_capacity(n_vocab);
 
+    let mut last_step_end = Instant::now();
+    // When a batch-only step last completed. Past the aging limit (`batch_aging`) the next one
+    // is not interruptible, so a steady stream of interactive arrivals cannot keep batch work
+    // from ever finishing a step (as aging keeps it from never being admitted).
+    let mut last_batch_step = Instant::now();
     loop {
-        // 1. Take commands: block only when there is nothing to do.
+        // 1. Take commands: block only when there is nothing to do. An interrupt requested
+        //    before this point is for a job the drain below receives (jobs are queued first).
+        interrupt.requested.store(false, Ordering::Release);
         let mut shutdown = false;
         if active.is_empty() && waiting.is_empty() {
             match rx.recv() {
@@ -265,7 +363,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                     let victim = active
                         .iter()
                         .enumerate()
-                        .filter(|(_, a)| a.priority() == Priority::Batch && !a.protected && matches!(a.job, Job::Generate(_)))
+                        .filter(|(_, a)| preemptable(a))
                         .max_by_key(|(_, a)| a.started)
                         .map(|(i, _)| i);
                     let Some(v) = victim else { break };
@@ -297,6 +395,9 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             let mut a = waiting.remove(pick).expect("index from position");
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             a.slot = free_slots.pop().expect("checked non-empty");
+            // A slot starts empty (its previous sequence's cells were removed when it ended;
+            // this also covers cells a failed or interrupted step may have left).
+            let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
             a.reserved = need;
             reserved_total += need;
             if a.preempted == 0 {
@@ -304,12 +405,54 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             }
             // Preempted once, or waited past the aging limit: runs to completion from now on.
             a.protected = a.preempted > 0 || a.queued_at.elapsed() >= limits.batch_aging;
+            tracing::debug!(
+                priority = ?a.priority(),
+                slot = a.slot,
+                waited_ms = a.queued_at.elapsed().as_secs_f64() * 1e3,
+                prompt = a.tokens().len(),
+                preempted = a.preempted,
+                protected = a.protected,
+                running = active.len() + 1,
+                waiting = waiting.len(),
+                "admitted"
+            );
             stats.running.fetch_add(1, Ordering::Relaxed);
             active.push(a);
         }
         if active.is_empty() {
             continue;
         }
+
+        // 3b. A sequence needs more cells than the first, small KV cache holds: allocate the
+        //     configured size once. Every running sequence keeps its slot and restarts from its
+        //     tokens (prompt + generated, as after a preemption).
+        let per_seq_cells = ctx.n_ctx() as usize / limits.n_seq_max;
+        if !kv.grown && active.iter().any(|a| cells_needed(a) > per_seq_cells) {
+            kv.grown = true;
+            let t = Instant::now();
+            match model.new_context(crate::model::backend(), kv.full.clone()) {
+                Ok(bigger) => {
+                    ctx = bigger;
+                    for a in active.iter_mut() {
+                        match &mut a.job {
+                            Job::Generate(g) => g.tokens.extend_from_slice(&a.out),
+                            Job::Score(s) => {
+                                s.next = None;
+                                s.scores.iter_mut().for_each(|x| *x = 0.0);
+                            }
+                        }
+                        a.out.clear();
+                        a.n_past = 0;
+                        a.phase = Phase::Prefill;
+                    }
+                    tracing::debug!(cells = ctx.n_ctx(), took_ms = t.elapsed().as_secs_f64() * 1e3, "KV cache grown to its configured size");
+                }
+                Err(e) => tracing::error!(error = %e, "could not grow the KV cache; sequences are limited to {per_seq_cells} cells"),
+            }
+        }
+        // Until the cache has grown, a sequence at the small size grows it next round; after a
+        // failed growth it ends there.
+        let per_seq_cells = if kv.grown { ctx.n_ctx() as usize / limits.n_seq_max } else { usize::MAX };
 
         // 4. Build one batch: every decoding sequence's next token, then prompt chunks.
         //    While an interactive prompt is prefilling, the step carries interactive work
@@ -320,6 +463,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
         for a in active.iter_mut() {
             a.outputs.clear();
             a.in_batch = 0;
+            a.n_past_before = a.n_past;
             if interactive_prefilling && a.priority() == Priority::Batch {
                 continue;
             }
@@ -331,8 +475,22 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             }
         }
         let decoding = batch.n_tokens() as usize;
-        let mut budget = if decoding > 0 { limits.prefill_chunk } else { limits.n_batch };
+        // Prompt tokens this step may carry: a full batch when nothing decodes and an
+        // interactive prompt is waiting; `prefill_chunk` for batch prompts even when nothing
+        // decodes, so that a step's length — the most an interactive arrival can wait when
+        // steps are not interruptible, and the work an interrupt throws away — stays bounded.
+        let mut budget = if decoding > 0 || (interrupt.enabled && !interactive_prefilling) { limits.prefill_chunk } else { limits.n_batch };
         budget = budget.min(limits.n_batch - decoding);
+        // Batch prompt tokens in one step, all batch sequences together: small while others
+        // decode, half a chunk when nothing does. Steps stay short, so an interrupt throws
+        // little work away and batch prefill still progresses between interactive arrivals.
+        let mut batch_budget = if !interrupt.enabled {
+            usize::MAX
+        } else if decoding > 0 {
+            (limits.prefill_chunk / 8).max(16)
+        } else {
+            (limits.prefill_chunk / 2).max(16)
+        };
         // Interactive prompts first; batch prompts wait while one is prefilling.
         let mut order: Vec<usize> = (0..active.len()).filter(|&i| matches!(active[i].phase, Phase::Prefill)).collect();
         order.sort_by_key(|&i| (active[i].priority(), active[i].started));
@@ -364,6 +522,10 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             // Batch prompts go in small chunks while others decode: a step's length bounds how
             // long a newly arrived interactive request waits.
             let cap = if decoding > 0 && a.priority() == Priority::Batch { (limits.prefill_chunk / 8).max(16) } else { budget };
+            let cap = if a.priority() == Priority::Batch { cap.min(batch_budget) } else { cap };
+            if cap == 0 {
+                continue;
+            }
             let end = (a.n_past + budget.min(cap)).min(total);
             for pos in a.n_past..end {
                 let logits = pos >= want_from && pos <= want_to;
@@ -374,6 +536,9 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                 }
             }
             budget -= end - a.n_past;
+            if a.priority() == Priority::Batch {
+                batch_budget = batch_budget.saturating_sub(end - a.n_past);
+            }
             a.in_batch += end - a.n_past;
             a.n_past = end;
         }
@@ -381,9 +546,42 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             continue;
         }
 
-        // 5. One forward pass for everyone.
+        // 5. One forward pass for everyone. A step without interactive work may be cut short
+        //    by an interactive arrival that could then start (a free slot or a batch sequence
+        //    to preempt).
+        if !active.iter().any(|a| a.priority() == Priority::Batch) {
+            last_batch_step = Instant::now(); // no batch work is waiting for a step
+        }
+        let armable = interrupt.enabled
+            && last_batch_step.elapsed() < limits.batch_aging
+            && !active.iter().any(|a| a.in_batch > 0 && a.priority() == Priority::Interactive)
+            && (!free_slots.is_empty() || active.iter().any(preemptable));
+        interrupt.armed.store(armable, Ordering::Relaxed);
         let t = Instant::now();
-        if let Err(e) = ctx.decode(&mut batch) {
+        let result = ctx.decode(&mut batch);
+        interrupt.armed.store(false, Ordering::Relaxed);
+        if armable && matches!(result, Err(llama_cpp_2::DecodeError::Unknown(2))) {
+            // Interrupted: undo the step and take the interactive arrival in the next round.
+            // llama.cpp's own rollback of an aborted ubatch removed the cells of only one of
+            // its sequences here (the next step then failed with "inconsistent sequence
+            // positions"), so every sequence in the step is cut back to where it was.
+            let mut rolled_back = Vec::new();
+            for a in active.iter_mut() {
+                if a.in_batch > 0 {
+                    let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), Some(a.n_past_before as u32), None);
+                    rolled_back.push((a.slot, a.n_past_before));
+                }
+                a.n_past = a.n_past_before;
+                a.outputs.clear();
+                a.in_batch = 0;
+            }
+            tracing::debug!(?rolled_back, "rolled back (slot, position)");
+            stats.interrupted_steps.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(tokens = batch.n_tokens(), after_ms = t.elapsed().as_secs_f64() * 1e3, "step interrupted for an interactive arrival");
+            last_step_end = Instant::now();
+            continue;
+        }
+        if let Err(e) = result {
             tracing::error!(error = %e, "decode failed; failing the sequences in this batch");
             for mut a in active.drain(..) {
                 if let Job::Generate(g) = &a.job {
@@ -394,7 +592,25 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
             continue;
         }
         let step = t.elapsed();
+        if !active.iter().any(|a| a.in_batch > 0 && a.priority() == Priority::Interactive) {
+            last_batch_step = Instant::now();
+        }
         stats.record_step(batch.n_tokens() as usize, step);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let interactive: usize = active.iter().filter(|a| a.priority() == Priority::Interactive).map(|a| a.in_batch).sum();
+            tracing::debug!(
+                tokens = batch.n_tokens(),
+                decoding,
+                interactive,
+                interactive_prefilling,
+                running = active.len(),
+                waiting = waiting.len(),
+                step_ms = step.as_secs_f64() * 1e3,
+                between_ms = (t - last_step_end).as_secs_f64() * 1e3,
+                "step"
+            );
+        }
+        last_step_end = Instant::now();
         let core_s_per_token = step.as_secs_f64() * limits.threads as f64 / batch.n_tokens() as f64;
         for a in active.iter_mut() {
             a.compute_s += a.in_batch as f64 * core_s_per_token;
@@ -473,6 +689,12 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                     let now = Instant::now();
                     if a.first_token.is_none() {
                         a.first_token = Some(now);
+                        tracing::debug!(
+                            priority = ?g.priority,
+                            ttft_ms = (now - g.submitted).as_secs_f64() * 1e3,
+                            queue_ms = (a.started - g.submitted).as_secs_f64() * 1e3,
+                            "first token"
+                        );
                     }
                     a.generated += 1;
                     let is_eog = model.vocab().is_eog(LlamaToken(tok)) && !g.ignore_eos;
@@ -498,7 +720,7 @@ pub(crate) fn run(model: &LlamaModel, mut ctx: LlamaContext<'_>, rx: mpsc::Recei
                     let grammar_done = g.matcher.as_ref().is_some_and(|m| m.is_stopped());
                     if fed.stopped || grammar_done {
                         done.push((i, FinishReason::Stop));
-                    } else if a.generated >= g.max_tokens || a.n_past + 1 >= limits.per_seq_limit {
+                    } else if a.generated >= g.max_tokens || a.n_past + 1 >= limits.per_seq_limit.min(per_seq_cells) {
                         done.push((i, FinishReason::Length));
                     } else {
                         a.phase = Phase::Decode { last: tok };

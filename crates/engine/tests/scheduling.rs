@@ -87,3 +87,41 @@ fn batch_requests_cannot_take_the_places_kept_for_interactive_ones() {
     let _i1 = e.submit(req("What is 2 + 2?", 8, Priority::Interactive)).expect("interactive still has room");
     assert!(matches!(e.submit(req("What is 3 + 3?", 8, Priority::Interactive)), Err(EngineError::QueueFull(_))), "max_queue bounds everyone");
 }
+
+/// An interactive arrival cuts short a step that carries only batch work (llama.cpp's abort
+/// callback); the abandoned step is redone and batch output is exactly what it is alone.
+#[test]
+fn interactive_arrival_interrupts_a_batch_step_and_batch_output_is_unchanged() {
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, ..Default::default() });
+    let prompt = "Write a long story about a lighthouse keeper and the storms of the northern sea.";
+    let alone = e.generate(req(prompt, 64, Priority::Batch)).unwrap().text;
+    let mut batch = e.submit(req(prompt, 64, Priority::Batch)).unwrap();
+    assert!(matches!(batch.next_blocking(), Some(Event::Token(_))));
+    // While the batch sequence decodes, the worker is inside a step nearly all the time; a few
+    // arrivals make sure at least one lands in one.
+    for _ in 0..20 {
+        let q = e.submit(req("Say hi.", 1, Priority::Interactive)).unwrap().collect_blocking(|_| {}).unwrap();
+        assert_eq!(q.finish.completion_tokens, 1);
+        if e.stats().interrupted_steps > 0 {
+            break;
+        }
+    }
+    assert!(e.stats().interrupted_steps > 0, "no batch step was interrupted");
+    let rest = batch.collect_blocking(|_| {}).unwrap();
+    assert_eq!(rest.finish.completion_tokens, 64);
+    assert!(alone.ends_with(rest.text.as_str()) && rest.text.len() * 2 > alone.len(), "batch output changed:\n alone: {alone:?}\n interrupted: {:?}", rest.text);
+}
+
+/// A fresh engine allocates a small KV cache (`INITIAL_KV_CELLS_PER_SEQ` per sequence) and
+/// grows it to the configured size the first time a sequence needs more; the sequence that
+/// crossed the small size restarts from its tokens and ends exactly as with the full cache.
+#[test]
+fn kv_cache_grows_on_demand_and_output_is_unchanged() {
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, ..Default::default() });
+    assert!(2048 / 2 > INITIAL_KV_CELLS_PER_SEQ as usize, "the test needs a configured size above the initial one");
+    let r = || req("Write a long story about a lighthouse keeper.", 320, Priority::Interactive);
+    let grown_midway = e.generate(r()).unwrap();
+    assert_eq!(grown_midway.finish.completion_tokens, 320);
+    let full_from_start = e.generate(r()).unwrap();
+    assert_eq!(grown_midway.text, full_from_start.text);
+}

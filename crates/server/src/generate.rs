@@ -12,6 +12,11 @@ use futures::stream::Stream;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// Response header (non-streaming generations): milliseconds the engine spent on the request —
+/// tokenizing and templating (`submit`), waiting for a slot, prefill and decode. The rest of
+/// the client's latency is the gateway (HTTP, auth, JSON, audit) and the network.
+pub const ENGINE_MS_HEADER: &str = "x-rightsize-engine-ms";
+
 pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams, ApiError> {
     if let Some(n) = s.n {
         if n != 1 {
@@ -142,6 +147,7 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
         Priority::Batch => "batch",
     };
     let lease = state.pool.acquire(&job.model, job.keep_alive).await?;
+    let t_lease = t0.elapsed();
     if matches!(&*lease, Loaded::Encoder { .. }) {
         return Err(ApiError::bad_request(format!("`{}` is an embedding model; use /v1/embeddings", job.model)).param("model"));
     }
@@ -149,12 +155,19 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
     // trie) are CPU work: keep them off the async workers.
     let req = std::mem::replace(&mut job.req, GenerateRequest::new(engine::Prompt::Tokens(Vec::new()), SamplingParams::default()));
     let model = lease.model().clone();
-    let submitted = tokio::task::spawn_blocking(move || match &*model {
-        Loaded::Decoder(e) => e.submit(req),
+    let t_spawn = Instant::now();
+    let (submitted, submit_time) = tokio::task::spawn_blocking(move || match &*model {
+        Loaded::Decoder(e) => {
+            let t = Instant::now();
+            let r = e.submit(req);
+            (r, t.elapsed())
+        }
         Loaded::Encoder { .. } => unreachable!("checked above"),
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
+    // The hop onto the blocking pool and back, beside the engine's own submit time.
+    let t_hop = t_spawn.elapsed().saturating_sub(submit_time);
     let seq = submitted.map_err(|e| {
         state.metrics.rejected(&job.model, class, &e);
         ApiError::from(e)
@@ -185,7 +198,9 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
             guard: job.guard.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
             ..job.audit.record(&state, "request", Some(&job.model), &job.audit_input, &seen)
         };
+        let t_audit = Instant::now();
         crate::audit::record(&state, rec).await?;
+        let t_audit = t_audit.elapsed();
         if let Some(g) = &job.guard {
             state.metrics.guard_events("request", &g.events);
         }
@@ -206,7 +221,23 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
                 "usage": usage,
             }),
         };
-        return Ok(axum::Json(body).into_response());
+        // The engine's own time (tokenize/template/submit + queue + prefill + decode), so a
+        // client can tell the gateway's overhead from the model's work; and where the rest went.
+        let engine = submit_time + out.finish.total_time;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mut resp = axum::Json(body).into_response();
+        let h = resp.headers_mut();
+        if let Ok(v) = format!("{:.3}", ms(engine)).parse() {
+            h.insert(ENGINE_MS_HEADER, v);
+        }
+        let timing = format!(
+            "lease;dur={:.3}, hop;dur={:.3}, submit;dur={:.3}, queue;dur={:.3}, ttft;dur={:.3}, engine;dur={:.3}, audit;dur={:.3}, total;dur={:.3}",
+            ms(t_lease), ms(t_hop), ms(submit_time), ms(out.finish.queue_time), ms(out.finish.time_to_first_token), ms(engine), ms(t_audit), ms(t0.elapsed())
+        );
+        if let Ok(v) = timing.parse() {
+            h.insert("server-timing", v);
+        }
+        return Ok(resp);
     }
     let stream = sse_stream(state, seq, lease, id, created, job, timeout, metrics, class, t0);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())

@@ -22,6 +22,7 @@ pub mod state;
 pub mod tasks;
 
 pub use config::ServerConfig;
+pub use generate::ENGINE_MS_HEADER;
 pub use routes::router;
 pub use state::{AppState, Caller, KeyCheck};
 

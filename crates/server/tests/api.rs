@@ -180,3 +180,21 @@ fn per_request_deadline_ends_a_long_generation_with_504() {
     let r = TestServer::client().post(format!("{}/v1/chat/completions", s.base)).header("x-request-timeout", "soon").json(&body).send().unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[test]
+fn non_streaming_answers_carry_the_engine_time() {
+    let s = server();
+    let t0 = Instant::now();
+    let r = s.chat("smollm2-135m", "Hi", json!({"max_tokens": 2}));
+    let client_ms = t0.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(r.status(), 200);
+    let header = |name: &str| r.headers().get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap().to_owned();
+    let engine_ms: f64 = header(server::ENGINE_MS_HEADER).parse().expect("milliseconds");
+    // The engine's part lies inside the request as the client saw it.
+    assert!(engine_ms > 0.0 && engine_ms <= client_ms, "engine {engine_ms} ms, client {client_ms} ms");
+    let timing = header("server-timing");
+    for part in ["lease;dur=", "submit;dur=", "queue;dur=", "ttft;dur=", "engine;dur=", "audit;dur=", "total;dur="] {
+        assert!(timing.contains(part), "{part} missing from {timing}");
+    }
+    let _: serde_json::Value = r.json().unwrap();
+}

@@ -5,7 +5,8 @@
 //! 2. Interactive time-to-first-token (a `max_tokens: 1` request) idle, and while a flood of
 //!    batch requests keeps every slot busy.
 //! 3. Cold switch: TTFT of SmolLM2-135M right after it was unloaded (load included).
-//! 4. Gateway overhead: p50 of the same tiny request over HTTP minus in-process.
+//! 4. Gateway overhead: per request, the client's HTTP latency minus the engine's own time
+//!    (`x-rightsize-engine-ms`), p50/p95 over 200 tiny requests; and the same request in-process.
 
 use super::bench::{load_spec, BenchArgs};
 use anyhow::{Context, Result};
@@ -17,14 +18,33 @@ fn p(values: &[f64], q: f64) -> f64 {
     bench::stats::percentile(values, q).unwrap_or(0.0)
 }
 
-fn tiny(base: &str, model: &str, priority: &str) -> Result<f64> {
-    let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+/// One tiny request's client-side latency, with what the server says about it.
+struct Tiny {
+    ms: f64,
+    /// `x-rightsize-engine-ms`: the engine's own time for the request.
+    engine_ms: Option<f64>,
+    /// `server-timing`: where the server's time went.
+    timing: String,
+}
+
+fn tiny_with(c: &reqwest::blocking::Client, base: &str, model: &str, priority: &str) -> Result<Tiny> {
     let body = json!({"model": model, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 1, "temperature": 0, "priority": priority});
     let t0 = Instant::now();
     let r = c.post(format!("{base}/v1/chat/completions")).json(&body).send()?;
     anyhow::ensure!(r.status().is_success(), "{}: {}", r.status(), r.text().unwrap_or_default());
+    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let engine_ms = header(server::ENGINE_MS_HEADER).and_then(|v| v.parse().ok());
+    let timing = header("server-timing").unwrap_or_default();
     let _ = r.bytes()?;
-    Ok(t0.elapsed().as_secs_f64() * 1e3)
+    Ok(Tiny { ms: t0.elapsed().as_secs_f64() * 1e3, engine_ms, timing })
+}
+
+fn client() -> Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?)
+}
+
+fn tiny(base: &str, model: &str, priority: &str) -> Result<f64> {
+    Ok(tiny_with(&client()?, base, model, priority)?.ms)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -71,7 +91,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     // 2. Interactive TTFT, idle and under a batch flood.
-    let idle: Vec<f64> = (0..10).map(|_| tiny(&base, &model, "interactive")).collect::<Result<_>>()?;
+    let tc = client()?;
+    let idle: Vec<Tiny> = (0..10).map(|_| tiny_with(&tc, &base, &model, "interactive")).collect::<Result<_>>()?;
     let flood: Vec<_> = (0..clients + 8)
         .map(|i| {
             let (base, model) = (base.clone(), model.clone());
@@ -84,7 +105,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500)); // let the flood fill every slot
-    let busy: Vec<f64> = (0..10).map(|_| tiny(&base, &model, "interactive")).collect::<Result<_>>()?;
+    let busy: Vec<Tiny> = (0..10).map(|_| tiny_with(&tc, &base, &model, "interactive")).collect::<Result<_>>()?;
+    for (label, runs) in [("idle", &idle), ("flood", &busy)] {
+        for t in runs.iter() {
+            eprintln!("interactive {label}: {:.1} ms client, {} (server-timing)", t.ms, t.timing);
+        }
+    }
+    let idle: Vec<f64> = idle.iter().map(|t| t.ms).collect();
+    let busy: Vec<f64> = busy.iter().map(|t| t.ms).collect();
     let flood_codes: Vec<u16> = flood.into_iter().map(|h| h.join().unwrap_or(0)).collect();
     anyhow::ensure!(flood_codes.iter().all(|&c| c == 200), "batch flood failed: {flood_codes:?}");
 
@@ -92,17 +120,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut switch = Vec::new();
     for _ in 0..3 {
         c.post(format!("{base}/admin/models/switch-smollm2/unload")).send()?;
-        switch.push(tiny(&base, "switch-smollm2", "interactive")?);
+        let t = tiny_with(&tc, &base, "switch-smollm2", "interactive")?;
+        eprintln!("cold switch: {:.1} ms client, {} (server-timing; lease includes the load)", t.ms, t.timing);
+        switch.push(t.ms);
     }
 
     // 4. Gateway overhead: the same request in-process vs over HTTP.
-    let http: Vec<f64> = (0..20).map(|_| tiny(&base, "switch-smollm2", "interactive")).collect::<Result<_>>()?;
+    let http: Vec<Tiny> = (0..200).map(|_| tiny_with(&tc, &base, "switch-smollm2", "interactive")).collect::<Result<_>>()?;
+    let overhead: Vec<f64> = http.iter().filter_map(|t| t.engine_ms.map(|e| t.ms - e)).collect();
+    anyhow::ensure!(overhead.len() == http.len(), "the server sent no {} header", server::ENGINE_MS_HEADER);
+    for t in http.iter().take(5) {
+        eprintln!("tiny over HTTP: {:.2} ms client, {}", t.ms, t.timing);
+    }
+    let http: Vec<f64> = http.iter().map(|t| t.ms).collect();
     let _ = stop.send(());
     drop(rt);
     let e = engine::Engine::load(&supply::resolve_model(&cache, "smollm2-135m")?, engine::EngineConfig { n_ctx: 4096, n_seq_max: 4, ..Default::default() })
         .context("loading smollm2 in-process")?;
     let msgs = vec![engine::ChatMessage::new("user", "Say hi.")];
-    let inproc: Vec<f64> = (0..20)
+    let inproc: Vec<f64> = (0..50)
         .map(|_| {
             let t0 = Instant::now();
             e.generate(GenerateRequest::new(Prompt::Chat(msgs.clone()), SamplingParams { max_tokens: 1, ..Default::default() })).map(|_| t0.elapsed().as_secs_f64() * 1e3)
@@ -119,6 +155,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("| interactive TTFT p95 idle, ms | {:.1} | | |", p(&idle, 95.0));
     println!("| interactive TTFT p95 under batch flood, ms | {:.1} | | {} of idle |", p(&busy, 95.0), ratio(p(&busy, 95.0), p(&idle, 95.0)));
     println!("| cold switch to SmolLM2-135M, TTFT median, ms | {:.0} | | |", p(&switch, 50.0));
-    println!("| tiny request p50 over HTTP / in-process, ms | {:.2} / {:.2} | | overhead {:.2} ms |", p(&http, 50.0), p(&inproc, 50.0), p(&http, 50.0) - p(&inproc, 50.0));
+    println!("| tiny request p50 over HTTP / in-process, ms | {:.2} / {:.2} | | |", p(&http, 50.0), p(&inproc, 50.0));
+    println!(
+        "| gateway overhead per request (HTTP latency - engine time), {} requests: p50 / p95, ms | {:.2} / {:.2} | | |",
+        overhead.len(),
+        p(&overhead, 50.0),
+        p(&overhead, 95.0)
+    );
     Ok(())
 }
