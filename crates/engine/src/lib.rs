@@ -316,16 +316,16 @@ impl Engine {
         // Room = free sequence slots (a job is counted as queued until the worker admits
         // it) plus `max_queue` waiting.
         let free = (self.config.n_seq_max as usize).saturating_sub(self.shared.stats.running.load(Ordering::Relaxed));
-        let bound = match &job {
-            Job::Generate(g) if g.priority == Priority::Batch => self.shared.max_queue_batch,
-            _ => self.shared.max_queue,
+        let bound = match job.priority() {
+            Priority::Batch => self.shared.max_queue_batch,
+            Priority::Interactive => self.shared.max_queue,
         };
         let q = self.shared.stats.queued.fetch_add(1, Ordering::Relaxed);
         if q >= bound + free {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::QueueFull(q));
         }
-        let urgent = !matches!(&job, Job::Generate(g) if g.priority == Priority::Batch);
+        let urgent = job.priority() == Priority::Interactive;
         self.tx.send(Cmd::Job(Box::new(job))).map_err(|_| {
             self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
             EngineError::ShutDown
@@ -379,8 +379,8 @@ impl Engine {
 
     /// Log-likelihood of each continuation after `prompt`: `sum log p(token)` over the
     /// continuation's tokens. Used to score a fixed label set: the prompt is prefilled once
-    /// for all continuations (see `worker::ScoreJob`). Blocking.
-    pub fn score_continuations(&self, prompt: &Prompt, continuations: &[String]) -> Result<Vec<ContinuationScore>, EngineError> {
+    /// for all continuations (see `worker::ScoreJob`). Scheduled as `priority` work. Blocking.
+    pub fn score_continuations(&self, prompt: &Prompt, continuations: &[String], priority: Priority) -> Result<Vec<ContinuationScore>, EngineError> {
         let base = self.prompt_tokens(prompt)?;
         let mut conts = Vec::new();
         for (index, c) in continuations.iter().enumerate() {
@@ -400,7 +400,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         let (reply, results) = mpsc::channel();
-        self.enqueue(Job::Score(ScoreJob::new(base, conts.clone(), reply)))?;
+        self.enqueue(Job::Score(ScoreJob::new(base, conts.clone(), priority, reply)))?;
         let (scores, compute_s) = results.recv().map_err(|_| EngineError::Decode("scoring was interrupted".into()))?;
         let share = compute_s / conts.len() as f64;
         Ok(scores.into_iter().zip(&conts).map(|(logprob, c)| ContinuationScore { logprob, n_tokens: c.len(), compute_s: share }).collect())

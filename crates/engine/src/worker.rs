@@ -104,6 +104,15 @@ pub(crate) enum Job {
     Score(ScoreJob),
 }
 
+impl Job {
+    pub fn priority(&self) -> Priority {
+        match self {
+            Job::Generate(g) => g.priority,
+            Job::Score(s) => s.priority,
+        }
+    }
+}
+
 pub(crate) struct GenJob {
     pub tokens: Vec<i32>,
     pub sampler: Sampler,
@@ -132,12 +141,15 @@ pub(crate) struct ScoreJob {
     pub next: Option<usize>,
     /// (log-likelihood per continuation, core-seconds of the whole job)
     pub reply: mpsc::Sender<(Vec<f64>, f64)>,
+    /// Scheduled like a generation of this class (an eval's or a shadow run's label scoring
+    /// is batch work).
+    pub priority: Priority,
 }
 
 impl ScoreJob {
-    pub fn new(tokens: Vec<i32>, conts: Vec<Vec<i32>>, reply: mpsc::Sender<(Vec<f64>, f64)>) -> Self {
+    pub fn new(tokens: Vec<i32>, conts: Vec<Vec<i32>>, priority: Priority, reply: mpsc::Sender<(Vec<f64>, f64)>) -> Self {
         let scores = vec![0.0; conts.len()];
-        Self { tokens, conts, scores, next: None, reply }
+        Self { tokens, conts, scores, next: None, reply, priority }
     }
 
     /// The first continuation at or after `from` that needs tokens fed.
@@ -229,10 +241,7 @@ impl Active {
     }
 
     fn priority(&self) -> Priority {
-        match &self.job {
-            Job::Generate(g) => g.priority,
-            Job::Score(_) => Priority::Interactive,
-        }
+        self.job.priority()
     }
 
     /// Interactive, or batch that has waited past the aging limit.

@@ -117,7 +117,7 @@ fn logprobs_and_alternatives() {
 fn scores_a_label_set() {
     let prompt = Prompt::Text("The capital city of France is".into());
     let labels: Vec<String> = [" Paris", " London", " banana"].iter().map(|s| s.to_string()).collect();
-    let scores = smol().score_continuations(&prompt, &labels).unwrap();
+    let scores = smol().score_continuations(&prompt, &labels, Priority::Interactive).unwrap();
     assert!(scores[0].logprob > scores[1].logprob && scores[1].logprob > scores[2].logprob, "{scores:?}");
     let probs = normalise_scores(&scores);
     assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
@@ -137,7 +137,7 @@ fn multi_token_continuations_share_the_prompt_and_match_generation() {
     let generated: f64 = out.tokens.iter().map(|t| t.logprob.as_ref().unwrap().logprob as f64).sum();
     let cont = out.text.clone();
     let labels = vec![cont.clone(), " a banana split with cream".to_string(), cont.clone()];
-    let scores = smol().score_continuations(&prompt, &labels).unwrap();
+    let scores = smol().score_continuations(&prompt, &labels, Priority::Interactive).unwrap();
     assert_eq!(scores[0].n_tokens, out.tokens.len(), "{cont:?} re-tokenizes to the generated tokens");
     assert!(scores[0].n_tokens > 1, "{scores:?}");
     assert!((scores[0].logprob - generated).abs() < 0.05, "scored {} vs generated {generated} for {cont:?}", scores[0].logprob);
@@ -150,7 +150,7 @@ fn multi_token_continuations_share_the_prompt_and_match_generation() {
     let prompt_len = e.tokenize("The capital city of France is", true).len();
     let label_tokens: usize = labels.iter().map(|l| e.tokenize(l, false).len() - 1).sum();
     let before = e.stats().batch_tokens;
-    e.score_continuations(&prompt, &labels).unwrap();
+    e.score_continuations(&prompt, &labels, Priority::Interactive).unwrap();
     let used = (e.stats().batch_tokens - before) as usize;
     assert_eq!(used, prompt_len + label_tokens, "prompt {prompt_len} tokens, labels {label_tokens}");
 }

@@ -84,6 +84,9 @@ fn batch_requests_cannot_take_the_places_kept_for_interactive_ones() {
     assert!(matches!(running.next_blocking(), Some(Event::Token(_))), "the only slot is busy");
     let _b1 = e.submit(req("Summarise the story.", 8, Priority::Batch)).expect("one batch request may wait");
     assert!(matches!(e.submit(req("Another summary.", 8, Priority::Batch)), Err(EngineError::QueueFull(_))), "the batch share is full");
+    let labels = ["yes".to_string(), "no".to_string()];
+    let scoring = e.score_continuations(&Prompt::Text("Is it raining?".into()), &labels, Priority::Batch);
+    assert!(matches!(scoring, Err(EngineError::QueueFull(_))), "batch label scoring takes the batch share too");
     let _i1 = e.submit(req("What is 2 + 2?", 8, Priority::Interactive)).expect("interactive still has room");
     assert!(matches!(e.submit(req("What is 3 + 3?", 8, Priority::Interactive)), Err(EngineError::QueueFull(_))), "max_queue bounds everyone");
 }
@@ -124,4 +127,28 @@ fn kv_cache_grows_on_demand_and_output_is_unchanged() {
     assert_eq!(grown_midway.finish.completion_tokens, 320);
     let full_from_start = e.generate(r()).unwrap();
     assert_eq!(grown_midway.text, full_from_start.text);
+}
+
+/// Label scoring at batch priority (an eval, a shadow run, a judge) is batch work: an
+/// interactive arrival interrupts its steps, and the scores are those it gets alone.
+#[test]
+fn batch_label_scoring_yields_to_interactive_work_with_unchanged_scores() {
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, ..Default::default() });
+    let text = "The harbour town woke slowly under a grey sky while fishing boats returned with their catch. ".repeat(24);
+    let prompt = Prompt::Chat(vec![ChatMessage::new("user", &format!("{text}\nIs this story happy or sad? Answer with one word."))]);
+    let labels = ["happy".to_string(), "sad".to_string(), "bittersweet and calm".to_string()];
+    let alone = e.score_continuations(&prompt, &labels, Priority::Batch).unwrap();
+    let before = e.stats().interrupted_steps;
+    let mixed = std::thread::scope(|s| {
+        let scoring = s.spawn(|| e.score_continuations(&prompt, &labels, Priority::Batch).unwrap());
+        while !scoring.is_finished() {
+            let q = e.submit(req("Say hi.", 1, Priority::Interactive)).unwrap().collect_blocking(|_| {}).unwrap();
+            assert_eq!(q.finish.completion_tokens, 1);
+        }
+        scoring.join().unwrap()
+    });
+    assert!(e.stats().interrupted_steps > before, "interactive arrivals never interrupted the scoring: it was not scheduled as batch work");
+    for ((a, b), l) in alone.iter().zip(&mixed).zip(&labels) {
+        assert!((a.logprob - b.logprob).abs() < 1e-3, "{l}: {} alone, {} with interruptions", a.logprob, b.logprob);
+    }
 }

@@ -80,9 +80,10 @@ async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>
     let lease = mesh.models.decoder(&model).await?;
     let prompt = Prompt::Chat(r.messages.clone());
     let labels = task.spec.output.labels.clone();
+    let priority = r.priority;
     let (prompt_len, scores) = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let n = lease.prompt_tokens(&prompt).map_err(|e| e.to_string())?.len();
-        Ok((n, lease.score_continuations(&prompt, &labels).map_err(|e| e.to_string())?))
+        Ok((n, lease.score_continuations(&prompt, &labels, priority).map_err(|e| e.to_string())?))
     })
     .await
     .map_err(|e| format!("scoring panicked: {e}"))??;
