@@ -5,6 +5,9 @@
 #
 #   bench/eval-throughput.sh [MODEL ...]      # default: smollm2-135m qwen2.5-0.5b
 #
+# KIND=label (default): the bbc-topic label task (label scoring: prompt prefill + labels, no
+# decoding). KIND=generate: the same stories with their headline cut off, and the tier writes
+# a headline (text, at most 16 tokens; greedy), so decoding is part of each item.
 # RIGHTSIZE (default target/release/rightsize), CONCURRENCY (default 16), DATA override.
 # Output: a table on stdout and bench/out/eval-throughput-<date>.txt (git-ignored). The two
 # runs of a model are taken back to back; the ratio is what to read on a shared machine.
@@ -18,17 +21,41 @@ DATA="${DATA:-tasks/data/bbc-topic.eval.jsonl}"
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release --workspace --all-targets" >&2; exit 1; }
 [ -f "$DATA" ] || { echo "no $DATA: rightsize pull bbc-news && rightsize data bbc-topic" >&2; exit 1; }
 mkdir -p bench/out
-OUT="bench/out/eval-throughput-$(date -u +%Y%m%dT%H%M%SZ).txt"
+OUT="bench/out/eval-throughput-${KIND:-label}-$(date -u +%Y%m%dT%H%M%SZ).txt"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ITEMS=$(wc -l < "$DATA")
 
-# The shipped task with its ladder replaced by one local tier that always answers.
+KIND="${KIND:-label}"
+
+# The shipped task (or its headline-writing variant) with one local tier that always answers.
 one_tier_task() {
   local dir="$WORK/$1"
   mkdir -p "$dir/data"
-  cp "$DATA" "$dir/data/bbc-topic.eval.jsonl"
-  sed '/^\[\[ladder\]\]/,$d; /^examples *=/d' tasks/bbc-topic.toml > "$dir/bbc-topic.toml"
+  if [ "$KIND" = generate ]; then
+    python3 - "$DATA" > "$dir/data/bbc-topic.eval.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    item = json.loads(line)
+    headline, _, body = item["input"]["article"].partition("\n")
+    print(json.dumps({"id": item["id"], "input": {"article": body}, "expected": headline, "split": item["split"]}))
+PY
+    cat > "$dir/bbc-topic.toml" <<'TOML'
+name = "bbc-topic"
+version = 1
+inputs = ["article"]
+system = "You are a news editor. You write short headlines."
+prompt = "Write a headline for this news story.\n\nStory: {{ article }}"
+dataset = "data/bbc-topic.eval.jsonl"
+quality_bar = 0.5
+[output]
+kind = "text"
+max_tokens = 16
+TOML
+  else
+    cp "$DATA" "$dir/data/bbc-topic.eval.jsonl"
+    sed '/^\[\[ladder\]\]/,$d; /^examples *=/d' tasks/bbc-topic.toml > "$dir/bbc-topic.toml"
+  fi
   printf '[[ladder]]\nkind = "local"\nmodel = "%s"\nthreshold = 0.0\n' "$1" >> "$dir/bbc-topic.toml"
   echo "$dir"
 }
@@ -44,7 +71,7 @@ run_eval() {
 }
 
 {
-  echo "# eval throughput, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $ITEMS items, $BIN"
+  echo "# eval throughput ($KIND), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $ITEMS items, $BIN"
   printf '%-14s %12s %12s %12s %12s %8s  %s\n' model "1 in flight" "items/s" "$CONC in flight" "items/s" ratio "load avg (before each)"
   for m in "${MODELS[@]}"; do
     dir=$(one_tier_task "$m")
