@@ -1,0 +1,58 @@
+//! API keys: only a hash of the secret is stored; a revoked key stops verifying; the guard
+//! policy column round-trips. The same checks on SQLite and, with STORE_TEST_POSTGRES_URL set,
+//! on Postgres (the store several server instances share).
+
+use store::{hash_secret, KeyScope, Store};
+
+async fn round_trip(s: &Store, tag: &str) {
+    let (app, ops) = (format!("app{tag}"), format!("ops{tag}"));
+    let a = s.create_key(&app, &[KeyScope::Inference], "batch").await.unwrap();
+    let o = s.create_key(&ops, &[KeyScope::Inference, KeyScope::Admin], "interactive").await.unwrap();
+    assert!(a.secret.starts_with(&a.key.prefix) && a.secret != o.secret);
+
+    // The secret itself is nowhere in the table: only its hash and a short prefix.
+    let stored = s.active_keys().await.unwrap();
+    let (hash, _) = stored.iter().find(|(_, k)| k.id == a.key.id).unwrap();
+    assert_eq!(hash, &hash_secret(&a.secret));
+    assert!(stored.iter().all(|(h, k)| !h.contains(&a.secret) && !k.prefix.contains(&a.secret)));
+
+    let got = s.verify_key(&a.secret).await.unwrap().expect("its own secret verifies");
+    assert_eq!((got.name.as_str(), got.priority.as_str(), got.has(KeyScope::Admin)), (app.as_str(), "batch", false));
+    assert!(s.verify_key(&o.secret).await.unwrap().unwrap().has(KeyScope::Admin));
+    assert!(s.verify_key(&format!("{}x", a.secret)).await.unwrap().is_none(), "a wrong secret does not");
+
+    s.set_key_guard(&app, Some(r#"{"pii":"redact"}"#)).await.unwrap();
+    assert_eq!(s.verify_key(&a.secret).await.unwrap().unwrap().guard.as_deref(), Some(r#"{"pii":"redact"}"#));
+    s.set_key_guard(&a.key.id, None).await.unwrap();
+    assert_eq!(s.verify_key(&a.secret).await.unwrap().unwrap().guard, None);
+
+    let revoked = s.revoke_key(&app).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(s.verify_key(&a.secret).await.unwrap().is_none(), "a revoked key stops verifying");
+    assert!(s.revoke_key(&app).await.is_err(), "revoking twice names no key");
+    assert!(s.set_key_guard(&app, None).await.is_err(), "a revoked key takes no policy");
+    assert!(s.verify_key(&o.secret).await.unwrap().is_some(), "the other key is untouched");
+    let listed = s.list_keys().await.unwrap();
+    assert!(listed.iter().any(|k| k.id == a.key.id && k.revoked_at.is_some()), "revoked keys stay listed");
+
+    assert!(s.create_key("nothing", &[], "batch").await.is_err());
+    assert!(s.create_key("slow", &[KeyScope::Inference], "urgent").await.is_err());
+}
+
+#[tokio::test]
+async fn keys_round_trip_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().join("rs.db").to_str().unwrap()).await.unwrap();
+    round_trip(&s, "").await;
+}
+
+#[tokio::test]
+async fn keys_round_trip_on_postgres_when_configured() {
+    let Ok(url) = std::env::var("STORE_TEST_POSTGRES_URL") else {
+        eprintln!("STORE_TEST_POSTGRES_URL not set: Postgres keys test skipped");
+        return;
+    };
+    let s = Store::open(&url).await.unwrap();
+    let tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    round_trip(&s, &format!("-{tag:x}")).await;
+}
