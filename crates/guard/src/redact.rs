@@ -29,6 +29,20 @@ pub enum Mode {
     Pseudonymize,
 }
 
+impl Mode {
+    /// What happened to a span under this mode (`redacted`, `pseudonymized`): the prefix of
+    /// the guard counters in answers, stats and metrics (`redacted.email`).
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Mode::Redact => "redacted",
+            Mode::Mask => "masked",
+            Mode::Hash => "hashed",
+            Mode::Block => "blocked",
+            Mode::Pseudonymize => "pseudonymized",
+        }
+    }
+}
+
 /// Which kinds to act on and how. Kinds outside `enabled` are left in the text.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

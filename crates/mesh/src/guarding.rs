@@ -49,7 +49,7 @@ impl GuardReport {
         let mut ev = BTreeMap::new();
         if let Some(mode) = self.pii_mode {
             for (kind, n) in &self.pii {
-                *ev.entry(format!("{}.{kind}", past(mode))).or_insert(0) += *n as u64;
+                *ev.entry(format!("{}.{kind}", mode.past_tense())).or_insert(0) += *n as u64;
             }
         }
         if self.injection_flagged {
@@ -60,16 +60,6 @@ impl GuardReport {
             *ev.entry(format!("output.{rule}")).or_insert(0) += 1;
         }
         ev
-    }
-}
-
-fn past(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Redact => "redacted",
-        Mode::Mask => "masked",
-        Mode::Hash => "hashed",
-        Mode::Block => "blocked",
-        Mode::Pseudonymize => "pseudonymized",
     }
 }
 
@@ -132,13 +122,7 @@ impl Mesh {
         let cell = self.injection.clone();
         let root = self.cache_root.clone();
         tokio::task::spawn_blocking(move || {
-            let head = match cell.get() {
-                Some(h) => h.clone(),
-                None => {
-                    let h = Arc::new(load_or_train_injection(&root, &enc)?);
-                    cell.get_or_init(|| h).clone()
-                }
-            };
+            let head = injection_head(&cell, &root, &enc)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let scores = head.score_batch(&enc, &refs).map_err(guard_err)?;
             Ok(scores.into_iter().fold(0.0f32, f32::max))
@@ -199,8 +183,21 @@ fn injection_dir(root: &Path, enc: &encoder::Encoder) -> PathBuf {
     root.join("heads").join("injection").join(&hex::encode(h.finalize())[..12])
 }
 
+/// Where a process keeps its injection head once loaded: one cell, shared by the server's
+/// request guards and its mesh's task guards, so the head is loaded (or trained) once.
+pub type InjectionCell = Arc<std::sync::OnceLock<Arc<InjectionHead>>>;
+
+/// The head in `cell`, loaded or trained on first use (blocking).
+pub fn injection_head(cell: &std::sync::OnceLock<Arc<InjectionHead>>, root: &Path, enc: &encoder::Encoder) -> Result<Arc<InjectionHead>, MeshError> {
+    if let Some(h) = cell.get() {
+        return Ok(h.clone());
+    }
+    let h = Arc::new(load_or_train_injection(root, enc)?);
+    Ok(cell.get_or_init(|| h).clone())
+}
+
 /// Load the saved injection head or train it on the bundled train split (blocking).
-pub fn load_or_train_injection(root: &Path, enc: &encoder::Encoder) -> Result<InjectionHead, MeshError> {
+fn load_or_train_injection(root: &Path, enc: &encoder::Encoder) -> Result<InjectionHead, MeshError> {
     let dir = injection_dir(root, enc);
     if let Ok(h) = InjectionHead::load(&dir, enc) {
         return Ok(h);

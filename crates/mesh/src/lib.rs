@@ -65,7 +65,7 @@ pub struct Mesh {
     /// (trained on first use) and compiled output guards.
     pub(crate) detector: Arc<guard::Detector>,
     pub(crate) salt: String,
-    pub(crate) injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
+    pub(crate) injection: guarding::InjectionCell,
     pub(crate) output_guards: Mutex<HashMap<String, Arc<guard::OutputGuard>>>,
 }
 
@@ -83,15 +83,16 @@ impl Mesh {
             routers: Default::default(),
             detector: Arc::new(guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile")),
             salt: format!("{:032x}", rand::random::<u128>()),
-            injection: Arc::new(std::sync::OnceLock::new()),
+            injection: Default::default(),
             output_guards: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Use `detector` (the server's, with its configured custom recognisers) for the tasks'
-    /// PII guardrails instead of the built-in one.
-    pub fn with_detector(mut self, detector: Arc<guard::Detector>) -> Self {
+    /// Share the server's guard state: its PII `detector` (with the config's recognisers)
+    /// instead of the built-in one, and its `injection` head cell (loaded once per process).
+    pub fn with_guards(mut self, detector: Arc<guard::Detector>, injection: guarding::InjectionCell) -> Self {
         self.detector = detector;
+        self.injection = injection;
         self
     }
 

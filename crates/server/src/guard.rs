@@ -8,18 +8,11 @@ use crate::openai::{Body, Content, InMessage};
 use crate::state::{AppState, Caller};
 use axum::extract::State;
 use axum::Json;
-use guard::{Detector, GuardError, Guardrails, InjectionAction, Mode, PiiConfig, Policy, Vault};
+use guard::{Detector, GuardError, Guardrails, InjectionAction, Mode, Policy, Vault};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-
-/// The built-in recognisers alone (compiled once per process); a server uses its own
-/// [`AppState::pii`], which adds the config's `[pii]` recognisers.
-pub fn detector() -> &'static Detector {
-    static D: OnceLock<Detector> = OnceLock::new();
-    D.get_or_init(|| Detector::new(PiiConfig::default()).expect("built-in recognisers compile"))
-}
 
 /// Salt for `hash` mode: random per process, so hashes correlate within a run only.
 pub fn salt() -> &'static str {
@@ -63,14 +56,14 @@ pub fn effective(state: &AppState, caller: &Caller) -> Guardrails {
 }
 
 /// What the input guards did to a chat request, and what the output needs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChatGuard {
     /// Placeholders to put back into the answer (pseudonymisation).
     pub vault: Option<Vault>,
     /// PII in the answer is redacted before it leaves (`output_pii`).
     pub output_pii: bool,
-    /// The server's detector (with its `[pii]` recognisers); the built-in one when unset.
-    pub detector: Option<Arc<Detector>>,
+    /// The server's detector (with its `[pii]` recognisers).
+    pub detector: Arc<Detector>,
     /// Counters for metrics and the response's `rightsize.guard` (kinds and counts only).
     pub events: BTreeMap<String, u64>,
     pub injection_score: Option<f32>,
@@ -85,8 +78,7 @@ impl ChatGuard {
     pub fn finish(&mut self, text: &str) -> (String, String) {
         let mut seen = text.to_owned();
         if self.output_pii {
-            let d = self.detector.as_deref().unwrap_or_else(|| detector());
-            if let Ok(red) = d.apply(text, &Policy::new(Mode::Redact)) {
+            if let Ok(red) = self.detector.apply(text, &Policy::new(Mode::Redact)) {
                 for (k, n) in red.counts {
                     *self.events.entry(format!("output.pii.{}", k.name())).or_insert(0) += n as u64;
                 }
@@ -140,7 +132,7 @@ pub async fn guard_messages(state: &AppState, rails: &Guardrails, messages: &mut
 /// Injection check on `scored`, then the PII policy on each of `texts`, in place. Blocks are
 /// 422 naming kinds and counts (or the score), never the text.
 pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<String>, texts: Vec<&mut String>, param: &str) -> Result<ChatGuard, ApiError> {
-    let mut g = ChatGuard { output_pii: rails.output_pii.unwrap_or(false), detector: Some(state.pii.clone()), ..Default::default() };
+    let mut g = ChatGuard { vault: None, output_pii: rails.output_pii.unwrap_or(false), detector: state.pii.clone(), events: BTreeMap::new(), injection_score: None, pending: String::new() };
     if rails.injection.is_some() {
         let score = injection_score(state, scored).await?;
         g.injection_score = Some(score);
@@ -156,7 +148,7 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
     }
     if let Some(policy) = rails.pii_policy(salt()) {
         let mut vault = Vault::new();
-        let past = past_tense(rails.pii.unwrap_or(Mode::Redact));
+        let past = rails.pii.unwrap_or(Mode::Redact).past_tense();
         for t in texts {
             let red = match state.pii.apply_in(t, &policy, &mut vault) {
                 Ok(r) => r,
@@ -176,16 +168,6 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
         g.vault = (!vault.is_empty()).then_some(vault);
     }
     Ok(g)
-}
-
-fn past_tense(m: Mode) -> &'static str {
-    match m {
-        Mode::Redact => "redacted",
-        Mode::Mask => "masked",
-        Mode::Hash => "hashed",
-        Mode::Block => "blocked",
-        Mode::Pseudonymize => "pseudonymized",
-    }
 }
 
 fn texts_of(m: &InMessage) -> Vec<&String> {
@@ -214,13 +196,7 @@ async fn injection_score(state: &AppState, texts: Vec<String>) -> Result<f32, Ap
         let Loaded::Encoder { model, .. } = &*lease else {
             return Err(ApiError::internal(format!("`{}` is not an encoder", mesh::guarding::INJECTION_ENCODER)));
         };
-        let head = match cell.get() {
-            Some(h) => h.clone(),
-            None => {
-                let h = Arc::new(mesh::guarding::load_or_train_injection(&root, model).map_err(|e| ApiError::internal(e.to_string()))?);
-                cell.get_or_init(|| h).clone()
-            }
-        };
+        let head = mesh::guarding::injection_head(&cell, &root, model).map_err(|e| ApiError::internal(e.to_string()))?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let scores = head.score_batch(model, &refs).map_err(|e| match e {
             GuardError::InputTooLarge { .. } => ApiError::too_large(e.to_string()).param("messages"),

@@ -35,8 +35,8 @@ pub struct AppState {
     pub model_hashes: Arc<std::collections::HashMap<String, String>>,
     /// The PII detector: built-in recognisers plus the config's `[pii]` ones.
     pub pii: Arc<guard::Detector>,
-    /// The prompt-injection head for request guardrails (trained or loaded on first use).
-    pub injection: Arc<std::sync::OnceLock<Arc<guard::InjectionHead>>>,
+    /// The prompt-injection head (trained or loaded on first use), shared with the mesh.
+    pub injection: mesh::guarding::InjectionCell,
     /// Shadow runs in flight, skip counts and raised drift alerts (see `crate::shadow`).
     pub shadow: Arc<crate::shadow::Shadow>,
 }

@@ -26,10 +26,11 @@ pub enum GuardCmd {
 
 pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
     let GuardCmd::Pii { text, mode, config } = a.cmd;
-    let detector = match &config {
-        Some(p) => guard::Detector::new(server::ServerConfig::load(Some(p))?.pii)?,
-        None => server::guard::detector().clone(),
+    let pii = match &config {
+        Some(p) => server::ServerConfig::load(Some(p))?.pii,
+        None => guard::PiiConfig::default(),
     };
+    let detector = guard::Detector::new(pii)?;
     let text = match text {
         Some(t) => t,
         None => std::io::read_to_string(std::io::stdin())?,
