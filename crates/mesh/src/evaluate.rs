@@ -215,9 +215,7 @@ impl Mesh {
             .await
             .map_err(|e| MeshError::BadInput(format!("embedding panicked: {e}")))?
             .map_err(|e| MeshError::BadInput(format!("embedding answers: {e}")))?;
-        // candle computes on every core: wall time × cores is the compute this call took.
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        Ok((vectors, self.prices.local(t.elapsed().as_secs_f64() * cores)))
+        Ok((vectors, self.prices.all_cores(t.elapsed().as_secs_f64())))
     }
 }
 

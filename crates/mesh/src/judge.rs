@@ -13,7 +13,6 @@ use crate::Mesh;
 use engine::Priority;
 use eval::Expected;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// The judge's two answers; the score is the probability of the first.
 pub const VERDICTS: [&str; 2] = ["Yes", "No"];
@@ -49,11 +48,7 @@ impl Judge {
         vars.insert("expected".into(), expected.as_text());
         let messages = render(&self.task, &vars).map_err(|e| e.to_string())?;
         let r = Rendered { messages, inputs: &vars, priority: Priority::Batch };
-        let fut = tiers::run(mesh, &self.task, &self.tier, &r);
-        let out = match self.tier.timeout_ms {
-            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms")))?,
-            None => fut.await?,
-        };
+        let out = tiers::run_timed(mesh, &self.task, &self.tier, &r).await?;
         let said_yes = out.output.as_str() == Some(VERDICTS[0]);
         let p_yes = out.signals["probs"][VERDICTS[0]].as_f64().unwrap_or(if said_yes { 1.0 } else { 0.0 });
         Ok((p_yes.clamp(0.0, 1.0), out.cost_usd))

@@ -303,7 +303,6 @@ impl Mesh {
         let p = pick(&probs, spec.min_confidence);
         let ladder: Vec<String> = task.tiers().map(|t| t.id()).collect();
         let start = router.start_in(&ladder, p.start);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
         Some(RoutePick {
             tier: ladder[start].clone(),
             start,
@@ -311,7 +310,7 @@ impl Mesh {
             confidence: p.confidence,
             fell_back: p.start != p.predicted,
             latency_ms: secs * 1e3,
-            cost_usd: self.prices.local(secs * cores),
+            cost_usd: self.prices.all_cores(secs),
         })
     }
 

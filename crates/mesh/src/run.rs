@@ -12,7 +12,7 @@ use engine::{ChatMessage, Priority};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How to run a task.
 #[derive(Debug, Clone, Default)]
@@ -123,11 +123,7 @@ impl Mesh {
         let mut chosen: Option<usize> = None;
         for tier in task.tiers().skip(first).take(last + 1 - first) {
             let t = Instant::now();
-            let fut = tiers::run(self, &task, tier, &r);
-            let res = match tier.timeout_ms {
-                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms"))),
-                None => fut.await,
-            };
+            let res = tiers::run_timed(self, &task, tier, &r).await;
             let latency_ms = t.elapsed().as_secs_f64() * 1e3;
             let mut a = attempt(tier, res, latency_ms, policy.min_logprob);
             let violations = match (&out_guard, &a.output) {

@@ -157,6 +157,12 @@ impl Prices {
     pub fn local(&self, core_seconds: f64) -> f64 {
         core_seconds * self.cpu_core_hour_usd / 3600.0
     }
+    /// Encoder work (candle computes on every core): `wall_seconds` × the cores this process
+    /// may use is the compute it took.
+    pub fn all_cores(&self, wall_seconds: f64) -> f64 {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        self.local(wall_seconds * cores)
+    }
     pub fn remote(spec: &TierSpec, tokens_in: u64, tokens_out: u64) -> f64 {
         (tokens_in as f64 * spec.price_input_per_mtok + tokens_out as f64 * spec.price_output_per_mtok) / 1e6
     }

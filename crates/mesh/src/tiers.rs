@@ -7,7 +7,7 @@ use crate::Mesh;
 use engine::{ChatMessage, Constraint, GenerateRequest, Priority, Prompt, SamplingParams};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a tier produced.
 #[derive(Debug, Clone)]
@@ -27,6 +27,15 @@ pub(crate) struct Rendered<'a> {
     pub messages: Vec<ChatMessage>,
     pub inputs: &'a BTreeMap<String, String>,
     pub priority: Priority,
+}
+
+/// `run` cut off after the tier's `timeout_ms`, if it has one.
+pub(crate) async fn run_timed(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+    let fut = run(mesh, task, tier, r);
+    match tier.timeout_ms {
+        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms"))),
+        None => fut.await,
+    }
 }
 
 pub(crate) async fn run(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
@@ -54,8 +63,6 @@ async fn classifier(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>)
     })
     .await
     .map_err(|e| format!("classifier panicked: {e}"))??;
-    // candle computes on every core: wall time × cores is the compute this call took.
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let (best, p, margin) = confidence::label(&probs);
     let labels = &task.spec.output.labels;
     Ok(TierOutput {
@@ -66,7 +73,7 @@ async fn classifier(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>)
         signals: json!({ "probs": label_probs(labels, &probs) }),
         tokens_in: tokens as u64,
         tokens_out: 0,
-        cost_usd: mesh.prices.local(t.elapsed().as_secs_f64() * cores),
+        cost_usd: mesh.prices.all_cores(t.elapsed().as_secs_f64()),
     })
 }
 

@@ -58,7 +58,6 @@ impl Mesh {
             .await
             .map_err(|e| MeshError::BadInput(format!("embedding panicked: {e}")))??
         };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
         let targets = super::targets(outcomes);
         let dev: Vec<usize> = (0..n).filter(|&i| is_dev[i]).collect();
         if dev.len() < 2 {
@@ -94,7 +93,7 @@ impl Mesh {
         for i in 0..n {
             let p = if is_dev[i] { oof.next().unwrap_or_default() } else { all_probs[i].clone() };
             let secs = emb[i].1;
-            routes.push(eval::Route { start: pick(&p, spec.min_confidence).start, cost_usd: self.prices.local(secs * cores), latency_ms: secs * 1e3 });
+            routes.push(eval::Route { start: pick(&p, spec.min_confidence).start, cost_usd: self.prices.all_cores(secs), latency_ms: secs * 1e3 });
         }
         let accuracy = |dev_side: bool| {
             let idx: Vec<usize> = (0..n).filter(|&i| is_dev[i] == dev_side).collect();
