@@ -108,7 +108,8 @@ async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>
             "label_logprobs": scores.iter().map(|s| s.logprob).collect::<Vec<_>>(),
         }),
         // Every label is scored after its own copy of the prompt.
-        tokens_in: scores.iter().map(|s| (prompt_len + s.n_tokens) as u64).sum(),
+        // The prompt is read once for every label (shared prefill), then each label on top.
+        tokens_in: (prompt_len + scores.iter().map(|s| s.n_tokens).sum::<usize>()) as u64,
         tokens_out: 0,
         cost_usd: mesh.prices.local(compute),
     })

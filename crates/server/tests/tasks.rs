@@ -73,6 +73,12 @@ fn cascade_answers_easy_inputs_small_and_escalates_hard_ones() {
     assert_eq!(easy["escalated"], false);
     assert!(easy["confidence"].as_f64().unwrap() >= 0.84);
     assert!(easy["cost_usd"].as_f64().unwrap() > 0.0, "local tiers cost measured core-seconds");
+    // The labels share one prefill: tokens in = the prompt once + each label's few tokens.
+    let prompt = SENTIMENT_PROMPT.split("prompt = \"\"\"").nth(1).unwrap().split("\"\"\"").next().unwrap().replace("{{ text }}", "I love this product, it is wonderful and works perfectly!");
+    let chat: Value = s.chat("smollm2-135m", &prompt, json!({"max_tokens": 1})).json().unwrap();
+    let prompt_tokens = chat["usage"]["prompt_tokens"].as_u64().unwrap();
+    let tokens_in = easy["tiers"][0]["tokens_in"].as_u64().unwrap();
+    assert!(tokens_in >= prompt_tokens + 2 && tokens_in <= prompt_tokens + 8, "{tokens_in} tokens in for a {prompt_tokens}-token prompt and 2 labels");
 
     let (st, hard) = run("sentiment", json!({"text": "Absolutely the worst purchase I have ever made."}));
     assert_eq!(st, 200, "{hard}");
