@@ -59,9 +59,15 @@ fn batch_is_not_starved() {
 #[test]
 fn interactive_preempts_even_behind_aged_batch_work() {
     // Two slots busy with batch work, two more batch requests waiting long enough to age.
-    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, batch_aging_ms: 200, ..Default::default() });
-    let batch: Vec<Sequence> = (0..4).map(|i| e.submit(req(&format!("Write story number {i} about a dragon."), 96, Priority::Batch)).unwrap()).collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The aging limit leaves the worker ample time to admit the first two before they would
+    // count as aged themselves (an aged admission is protected from preemption); on a loaded
+    // machine 200 ms was not always enough.
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 2048, n_seq_max: 2, batch_aging_ms: 1000, ..Default::default() });
+    let mut batch: Vec<Sequence> = (0..4).map(|i| e.submit(req(&format!("Write story number {i} about a dragon."), 200, Priority::Batch)).unwrap()).collect();
+    for s in batch.iter_mut().take(2) {
+        assert!(matches!(s.next_blocking(), Some(Event::Token(_))), "the first two are running");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let t0 = std::time::Instant::now();
     let quick = e.submit(req("Say hi.", 2, Priority::Interactive)).unwrap().collect_blocking(|_| {}).unwrap();
     let waited = t0.elapsed();
@@ -71,7 +77,7 @@ fn interactive_preempts_even_behind_aged_batch_work() {
     let unfinished = batch.iter().filter(|s| !s.is_finished()).count();
     assert!(unfinished >= 3, "{unfinished} batch sequences unfinished after the interactive one ({waited:?})");
     for s in batch {
-        assert_eq!(s.collect_blocking(|_| {}).unwrap().finish.completion_tokens, 96);
+        assert_eq!(s.collect_blocking(|_| {}).unwrap().finish.completion_tokens, 200);
     }
 }
 
