@@ -34,6 +34,18 @@ pub fn current_rss() -> Result<u64, BenchError> {
     read_field(None, "VmRSS")
 }
 
+/// Resident anonymous memory (RssAnon) of the current process, in bytes: heap, KV cache,
+/// compute buffers and any weights copied out of the file mapping.
+pub fn anon_rss() -> Result<u64, BenchError> {
+    read_field(None, "RssAnon")
+}
+
+/// Resident file-backed memory (RssFile) of the current process, in bytes: mapped weights
+/// (page cache, shared and reclaimable) and the binary itself.
+pub fn file_rss() -> Result<u64, BenchError> {
+    read_field(None, "RssFile")
+}
+
 /// Peak RSS (VmHWM) of another live process (e.g. a `llama-server` child), in bytes.
 pub fn peak_rss_of(pid: u32) -> Result<u64, BenchError> {
     read_field(Some(pid), "VmHWM")
@@ -54,6 +66,9 @@ mod tests {
         assert_eq!(status_field_kib(s, "VmHWM"), Some(12345));
         assert_eq!(status_field_kib(s, "VmRSS"), Some(100));
         assert_eq!(status_field_kib(s, "VmSwap"), None);
+        let s = "RssAnon:\t  2048 kB\nRssFile:\t   512 kB\n";
+        assert_eq!(status_field_kib(s, "RssAnon"), Some(2048));
+        assert_eq!(status_field_kib(s, "RssFile"), Some(512));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::EngineError;
 use llama_cpp_2::{llama_backend::LlamaBackend, model::params::LlamaModelParams, model::LlamaModel, token::LlamaToken};
 use serde::Serialize;
-use std::{io::Read, path::Path, path::PathBuf, sync::OnceLock};
+use std::{cell::Cell, io::Read, path::Path, path::PathBuf, sync::OnceLock};
 
 /// Architectures this build has been tested with on real models. Others may load (llama.cpp
 /// knows many more); when one fails to load we say it is unsupported rather than "corrupt".
@@ -36,10 +36,31 @@ fn quiet_interrupt_logs() {
     unsafe { llama_cpp_sys_2::llama_log_set(Some(filter_log), std::ptr::null_mut()) };
 }
 
+thread_local! {
+    /// While `load` runs on this thread: bytes of weight buffers llama.cpp allocated in host
+    /// memory outside the file mapping (its "model buffer size" lines, e.g. `CPU_REPACK`).
+    static COPIED_WEIGHTS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Bytes of a host weight buffer that is not the file mapping, from llama.cpp's
+/// `load_tensors:   CPU_REPACK model buffer size =   596.53 MiB` line.
+fn copied_buffer_bytes(msg: &str) -> Option<u64> {
+    let (head, tail) = msg.split_once(" model buffer size = ")?;
+    let name = head.split_whitespace().last()?;
+    if !name.starts_with("CPU") || name == "CPU_Mapped" {
+        return None;
+    }
+    let mib: f64 = tail.split_whitespace().next()?.parse().ok()?;
+    Some((mib * 1024.0 * 1024.0).round() as u64)
+}
+
 extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const std::ffi::c_char, _: *mut std::ffi::c_void) {
     if !text.is_null() {
         // SAFETY: llama.cpp passes a NUL-terminated message.
         let msg = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
+        if let Some(bytes) = COPIED_WEIGHTS.with(Cell::get).and_then(|_| copied_buffer_bytes(&String::from_utf8_lossy(msg))) {
+            COPIED_WEIGHTS.with(|c| c.set(Some(c.get().unwrap_or(0) + bytes)));
+        }
         if msg.windows(30).any(|w| w == b"removing memory module entries") {
             tracing::debug!(target: "llama-cpp-2", "{}", String::from_utf8_lossy(msg).trim_end());
             return;
@@ -49,6 +70,34 @@ extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const st
         // SAFETY: the callback and its data as llama-cpp-2 registered them (static state).
         unsafe { cb(level, text, *data as *mut std::ffi::c_void) };
     }
+}
+
+/// Load with llama.cpp's `use_extra_bufts` off, so no tensor is repacked out of the file
+/// mapping. llama-cpp-2 has no setter for that field (and a CPU buffer-type override still
+/// lets llama.cpp pick its repacking type), so the model is loaded through the raw API and
+/// handed to `LlamaModel`, a single-pointer wrapper that frees it on drop. Should that
+/// wrapper ever stop being exactly one pointer, this falls back to the normal load.
+fn load_in_mapping(path: &Path) -> Option<LlamaModel> {
+    type Raw = std::ptr::NonNull<llama_cpp_sys_2::llama_model>;
+    if std::mem::size_of::<LlamaModel>() != std::mem::size_of::<Raw>() || std::mem::align_of::<LlamaModel>() != std::mem::align_of::<Raw>() {
+        tracing::warn!("llama-cpp-2's model handle is not a single pointer: weights are repacked as usual");
+        return LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default().with_use_mmap(true)).ok();
+    }
+    let c_path = std::ffi::CString::new(path.to_str()?).ok()?;
+    // SAFETY: default params from llama.cpp itself, one field changed; the path outlives the call.
+    let raw = unsafe {
+        let mut params = llama_cpp_sys_2::llama_model_default_params();
+        params.use_extra_bufts = false;
+        params.load_mode = llama_cpp_sys_2::LLAMA_LOAD_MODE_MMAP;
+        params.n_gpu_layers = 0;
+        llama_cpp_sys_2::llama_model_load_from_file(c_path.as_ptr(), params)
+    };
+    let raw = Raw::new(raw)?;
+    // SAFETY: same size and alignment as the one-field wrapper (checked above), whose field
+    // is this pointer type; the model is now owned (and freed) by the `LlamaModel`.
+    let model: LlamaModel = unsafe { std::mem::transmute::<Raw, LlamaModel>(raw) };
+    debug_assert_eq!(model.n_vocab(), unsafe { llama_cpp_sys_2::llama_vocab_n_tokens(llama_cpp_sys_2::llama_model_get_vocab(raw.as_ptr())) });
+    Some(model)
 }
 
 /// What a GGUF file says about its model.
@@ -62,6 +111,10 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Bytes of weights (mapped from the file, not copied).
     pub weight_bytes: u64,
+    /// Bytes of weights llama.cpp copied out of the mapping into host memory (repacked
+    /// tensors; 0 with `repack` off). The mapping stays, so a model holds about
+    /// `weight_bytes + copied_weight_bytes` of RAM.
+    pub copied_weight_bytes: u64,
     pub n_layer: u32,
     pub n_head: u32,
     pub n_head_kv: u32,
@@ -112,12 +165,24 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
 }
 
 /// Load a model file, memory-mapped, with `n_gpu_layers` offloaded when built with `cuda`.
-pub fn load(path: &Path, n_gpu_layers: u32) -> Result<(LlamaModel, ModelInfo), EngineError> {
+///
+/// `repack`: let llama.cpp's CPU backend copy the tensors it has faster kernels for (Q4_0,
+/// Q4_K, IQ4_NL, Q8_0 on x86) into an interleaved layout in anonymous memory — faster
+/// matrix products, but a second copy of those weights beside the mapping. Off, every CPU
+/// tensor stays in the file mapping (page cache the kernel can share and drop).
+pub fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel, ModelInfo), EngineError> {
     check_magic(path)?;
     let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(n_gpu_layers);
-    let model = match LlamaModel::load_from_file(backend(), path, &params) {
-        Ok(m) => m,
-        Err(_) => {
+    let backend = backend();
+    COPIED_WEIGHTS.with(|c| c.set(Some(0)));
+    let loaded = match repack || n_gpu_layers > 0 {
+        true => LlamaModel::load_from_file(backend, path, &params).ok(),
+        false => load_in_mapping(path),
+    };
+    let copied_weight_bytes = COPIED_WEIGHTS.with(|c| c.take()).unwrap_or(0);
+    let model = match loaded {
+        Some(m) => m,
+        None => {
             // Say why: a bad header, an architecture we have not tested, or a failed load.
             let arch = check_header(path)?;
             return Err(if TESTED_ARCHITECTURES.contains(&arch.as_str()) {
@@ -138,6 +203,7 @@ pub fn load(path: &Path, n_gpu_layers: u32) -> Result<(LlamaModel, ModelInfo), E
         context_length: model.n_ctx_train(),
         n_params: model.n_params(),
         weight_bytes: model.size(),
+        copied_weight_bytes,
         n_layer: model.n_layer(),
         n_head: model.n_head(),
         n_head_kv: model.n_head_kv(),
@@ -148,4 +214,20 @@ pub fn load(path: &Path, n_gpu_layers: u32) -> Result<(LlamaModel, ModelInfo), E
         eos_token: piece(model.vocab().eos()),
     };
     Ok((model, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copied_buffer_bytes;
+
+    #[test]
+    fn copied_weight_buffers_are_read_from_llama_cpp_lines() {
+        let mib = 1024.0 * 1024.0;
+        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size =   596.53 MiB\n"), Some((596.53 * mib as f64).round() as u64));
+        // The mapping itself and device buffers are not host copies.
+        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_Mapped model buffer size =  1059.00 MiB\n"), None);
+        assert_eq!(copied_buffer_bytes("load_tensors:        CUDA0 model buffer size =   900.00 MiB\n"), None);
+        assert_eq!(copied_buffer_bytes("llama_context:        CPU compute buffer size =    50.95 MiB\n"), None);
+        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size = lots MiB\n"), None);
+    }
 }

@@ -15,6 +15,9 @@ pub struct EngineStats {
     pub preemptions: AtomicU64,
     /// Batch-only steps abandoned mid-computation so an interactive arrival could start.
     pub interrupted_steps: AtomicU64,
+    /// Sequences that started from cached prefix cells, and the prompt tokens that saved.
+    pub prefix_hits: AtomicU64,
+    pub prefix_tokens: AtomicU64,
 }
 
 impl EngineStats {
@@ -36,6 +39,8 @@ impl EngineStats {
             decode_time: Duration::from_micros(self.decode_micros.load(Ordering::Relaxed)),
             preemptions: self.preemptions.load(Ordering::Relaxed),
             interrupted_steps: self.interrupted_steps.load(Ordering::Relaxed),
+            prefix_hits: self.prefix_hits.load(Ordering::Relaxed),
+            prefix_tokens: self.prefix_tokens.load(Ordering::Relaxed),
         }
     }
 }
@@ -51,4 +56,6 @@ pub struct StatsSnapshot {
     pub decode_time: Duration,
     pub preemptions: u64,
     pub interrupted_steps: u64,
+    pub prefix_hits: u64,
+    pub prefix_tokens: u64,
 }

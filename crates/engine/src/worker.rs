@@ -4,6 +4,7 @@
 //! long prompt never stalls running decodes, (3) decodes once, (4) samples each sequence with
 //! its own parameters and constraint, and (5) frees the KV cells of finished sequences at once.
 
+use crate::prefix;
 use crate::request::{Event, Finish, FinishReason, Priority, TokenEvent, TokenLogprob};
 use crate::sampling::{log_sum_exp, top_logprobs, Sampler};
 use crate::stop::TextStream;
@@ -115,6 +116,8 @@ impl Job {
 
 pub(crate) struct GenJob {
     pub tokens: Vec<i32>,
+    /// Leading tokens that are the chat's fixed beginning (see `prefix`); 0: none.
+    pub prefix: usize,
     pub sampler: Sampler,
     pub matcher: Option<Matcher>,
     pub stops: Vec<String>,
@@ -144,12 +147,14 @@ pub(crate) struct ScoreJob {
     /// Scheduled like a generation of this class (an eval's or a shadow run's label scoring
     /// is batch work).
     pub priority: Priority,
+    /// Leading tokens that are the chat's fixed beginning (see `prefix`); 0: none.
+    pub prefix: usize,
 }
 
 impl ScoreJob {
     pub fn new(tokens: Vec<i32>, conts: Vec<Vec<i32>>, priority: Priority, reply: mpsc::Sender<(Vec<f64>, f64)>) -> Self {
         let scores = vec![0.0; conts.len()];
-        Self { tokens, conts, scores, next: None, reply, priority }
+        Self { tokens, conts, scores, next: None, reply, priority, prefix: 0 }
     }
 
     /// The first continuation at or after `from` that needs tokens fed.
@@ -177,6 +182,9 @@ pub(crate) struct Limits {
     pub batch_aging: std::time::Duration,
     /// Threads llama.cpp computes with: a step's wall time × threads = its core-seconds.
     pub threads: usize,
+    /// Where prompt prefixes are cached (`None`: off).
+    pub prefix: Option<prefix::Scope>,
+    pub kv_bytes_per_token: usize,
 }
 
 enum Phase {
@@ -210,6 +218,8 @@ struct Active {
     compute_s: f64,
     /// `n_past` before this step's tokens were added (restored when the step is interrupted).
     n_past_before: usize,
+    /// Prefill stops at this position once so the prefix's cells can be captured there.
+    capture_at: Option<usize>,
 }
 
 impl Active {
@@ -237,6 +247,7 @@ impl Active {
             in_batch: 0,
             compute_s: 0.0,
             n_past_before: 0,
+            capture_at: None,
         }
     }
 
@@ -258,6 +269,39 @@ impl Active {
             Job::Generate(g) => &g.tokens,
             Job::Score(s) => &s.tokens,
         }
+    }
+
+    fn prefix(&self) -> usize {
+        match &self.job {
+            Job::Generate(g) => g.prefix,
+            Job::Score(s) => s.prefix,
+        }
+    }
+}
+
+/// A sequence just given a clean slot: restore its prompt's cached prefix, or plan to capture
+/// it (see `prefix`).
+fn start_from_prefix(ctx: &mut LlamaContext<'_>, a: &mut Active, limits: &Limits, stats: &EngineStats) {
+    let (Some(scope), n) = (&limits.prefix, a.prefix()) else { return };
+    if n == 0 || n >= a.tokens().len() {
+        return;
+    }
+    let head = &a.tokens()[..n];
+    match prefix::plan(scope, head, n * limits.kv_bytes_per_token) {
+        prefix::Plan::Restore(state) => match ctx.state_seq_set(&state, a.slot) {
+            Ok(()) => {
+                a.n_past = n;
+                stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+                stats.prefix_tokens.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cached prefix did not fit this context; prefilling");
+                prefix::forget(scope, head);
+                let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
+            }
+        },
+        prefix::Plan::Capture => a.capture_at = Some(n),
+        prefix::Plan::Nothing => {}
     }
 }
 
@@ -407,6 +451,8 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
             // A slot starts empty (its previous sequence's cells were removed when it ended;
             // this also covers cells a failed or interrupted step may have left).
             let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
+            a.capture_at = None;
+            start_from_prefix(&mut ctx, &mut a, &limits, &stats);
             a.reserved = need;
             reserved_total += need;
             if a.preempted == 0 {
@@ -535,7 +581,10 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
             if cap == 0 {
                 continue;
             }
-            let end = (a.n_past + budget.min(cap)).min(total);
+            let mut end = (a.n_past + budget.min(cap)).min(total);
+            if let Some(at) = a.capture_at.filter(|&at| at > a.n_past) {
+                end = end.min(at); // the prefix ends a step, so its cells can be captured
+            }
             for pos in a.n_past..end {
                 let logits = pos >= want_from && pos <= want_to;
                 let idx = batch.n_tokens();
@@ -623,6 +672,12 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
         let core_s_per_token = step.as_secs_f64() * limits.threads as f64 / batch.n_tokens() as f64;
         for a in active.iter_mut() {
             a.compute_s += a.in_batch as f64 * core_s_per_token;
+            if a.in_batch > 0 && a.capture_at == Some(a.n_past) {
+                a.capture_at = None;
+                if let (Some(scope), Ok(state)) = (&limits.prefix, ctx.state_seq_get(a.slot, llama_cpp_2::context::session::LlamaStateSeqFlags::empty())) {
+                    prefix::insert(scope, &a.tokens()[..a.n_past], state);
+                }
+            }
         }
 
         // 6. Sample / score every sequence that produced logits.

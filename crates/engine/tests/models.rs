@@ -24,6 +24,26 @@ fn qwen_models_load_and_answer() {
     }
 }
 
+/// With `repack` llama.cpp copies Qwen2.5-1.5B's Q4_K tensors into anonymous memory; the
+/// engine counts those bytes (the pool budgets them). By default every weight stays in the
+/// file mapping, and the model answers the same.
+#[test]
+fn repacked_weights_are_counted_and_off_by_default() {
+    let cfg = EngineConfig { n_ctx: 1024, n_seq_max: 2, ..Default::default() };
+    assert!(!cfg.repack);
+    let on = load("qwen2.5-1.5b", EngineConfig { repack: true, ..cfg.clone() });
+    let copied = on.info().copied_weight_bytes;
+    // 169 Q4_K tensors of 198: most of the 1.1 GB file.
+    assert!(copied > on.info().weight_bytes / 3 && copied < on.info().weight_bytes, "copied {copied} of {}", on.info().weight_bytes);
+    let with_repack = capital(&on);
+    drop(on);
+    let off = load("qwen2.5-1.5b", cfg);
+    assert_eq!(off.info().copied_weight_bytes, 0);
+    let without = capital(&off);
+    assert!(without.contains("Paris"), "{without:?}");
+    assert_eq!(without, with_repack);
+}
+
 fn load_err(path: &std::path::Path) -> EngineError {
     match Engine::load(path, EngineConfig { n_ctx: 256, ..Default::default() }) {
         Ok(_) => panic!("{} loaded", path.display()),

@@ -128,6 +128,15 @@ pub struct ModelConfig {
     pub max_queue_batch: Option<usize>,
     #[serde(default)]
     pub threads: u32,
+    /// Let llama.cpp repack quantised weights for its CPU GEMV kernels (a copy of those
+    /// tensors in anonymous memory, counted in the model's bytes; faster decode, slower load
+    /// and prefill). Default false: the weights are the file mapping only.
+    #[serde(default)]
+    pub repack: bool,
+    /// Restore the KV cells of chat prompts' fixed beginnings (template preamble, earlier
+    /// turns) instead of computing them again (process-wide, 64 MiB for all models).
+    #[serde(default = "yes")]
+    pub prefix_cache: bool,
 }
 
 fn default_bind() -> String {

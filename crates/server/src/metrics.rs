@@ -16,6 +16,8 @@ pub struct Metrics {
     pub resident_bytes: IntGaugeVec,
     pub pool_events: IntGaugeVec,
     pub preemptions: IntGaugeVec,
+    /// Prompt tokens restored from the prefix cache instead of computed.
+    pub prefix_tokens: IntGaugeVec,
     task_runs: IntCounterVec,
     guard_events: IntCounterVec,
     /// Shadow runs, agreement and drift alerts (see `crate::shadow`).
@@ -39,6 +41,7 @@ impl Metrics {
         let resident_bytes = IntGaugeVec::new(Opts::new("rightsize_resident_bytes", "Bytes of resident models"), &["model"]).unwrap();
         let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads, evictions and keep-alive expirations"), &["event"]).unwrap();
         let preemptions = IntGaugeVec::new(Opts::new("rightsize_preemptions_total", "Batch sequences preempted by interactive ones (since the model was loaded)"), &["model"]).unwrap();
+        let prefix_tokens = IntGaugeVec::new(Opts::new("rightsize_prefix_cached_tokens_total", "Prompt tokens restored from cached prefix cells instead of computed (since the model was loaded)"), &["model"]).unwrap();
         let task_runs = IntCounterVec::new(Opts::new("rightsize_task_runs_total", "Task runs by answering tier and whether they escalated"), &["task", "tier", "escalated"]).unwrap();
         let guard_events = IntCounterVec::new(Opts::new("rightsize_guard_events_total", "Guardrail outcomes: redacted/blocked PII per kind, injections flagged/blocked, output rules failed"), &["scope", "event"]).unwrap();
         for c in [&requests, &rejected, &tokens_in, &tokens_out, &task_runs, &guard_events] {
@@ -47,11 +50,11 @@ impl Metrics {
         for h in [&ttft, &latency] {
             registry.register(Box::new(h.clone())).unwrap();
         }
-        for g in [&queue_depth, &running, &resident_bytes, &pool_events, &preemptions] {
+        for g in [&queue_depth, &running, &resident_bytes, &pool_events, &preemptions, &prefix_tokens] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         let shadow = crate::shadow::ShadowMetrics::new(&registry);
-        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions, task_runs, guard_events, shadow }
+        Self { registry, requests, rejected, tokens_in, tokens_out, ttft, latency, queue_depth, running, resident_bytes, pool_events, preemptions, prefix_tokens, task_runs, guard_events, shadow }
     }
 
     pub fn finished(&self, model: &str, class: &str, f: &engine::Finish, latency: Duration) {

@@ -13,7 +13,7 @@ pub enum Loaded {
 impl pool::Resident for Loaded {
     fn bytes(&self) -> u64 {
         match self {
-            Loaded::Decoder(e) => e.info().weight_bytes + e.kv_cache_bytes(),
+            Loaded::Decoder(e) => e.info().weight_bytes + e.info().copied_weight_bytes + e.kv_cache_bytes(),
             Loaded::Encoder { bytes, .. } => *bytes,
         }
     }
@@ -66,6 +66,8 @@ impl pool::Loader<Loaded> for CacheLoader {
             n_threads: m.threads,
             max_queue: m.max_queue,
             max_queue_batch: m.max_queue_batch,
+            repack: m.repack,
+            prefix_cache: m.prefix_cache,
             ..Default::default()
         };
         engine::Engine::load(&path, cfg).map(Loaded::Decoder).map_err(|e| e.to_string())

@@ -362,6 +362,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     m.queue_depth.reset();
     m.running.reset();
     m.preemptions.reset();
+    m.prefix_tokens.reset();
     for r in state.pool.list() {
         m.resident_bytes.with_label_values(&[&r.id]).set(r.bytes as i64);
         if let Some(Loaded::Decoder(e)) = state.pool.peek(&r.id).as_deref() {
@@ -369,6 +370,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             m.queue_depth.with_label_values(&[&r.id]).set(s.queued as i64);
             m.running.with_label_values(&[&r.id]).set(s.running as i64);
             m.preemptions.with_label_values(&[&r.id]).set(s.preemptions as i64);
+            m.prefix_tokens.with_label_values(&[&r.id]).set(s.prefix_tokens as i64);
         }
     }
     let c = state.pool.counters();

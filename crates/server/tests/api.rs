@@ -159,7 +159,7 @@ fn metrics_and_health() {
     assert_eq!(c.get(format!("{}/health", s.base)).send().unwrap().status(), 200);
     assert_eq!(c.get(format!("{}/ready", s.base)).send().unwrap().status(), 200);
     let m = c.get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
-    for name in ["rightsize_requests_total", "rightsize_completion_tokens_total", "rightsize_time_to_first_token_seconds_bucket", "rightsize_resident_bytes", "rightsize_running_sequences", "rightsize_preemptions_total", "rightsize_queue_depth"] {
+    for name in ["rightsize_requests_total", "rightsize_completion_tokens_total", "rightsize_time_to_first_token_seconds_bucket", "rightsize_resident_bytes", "rightsize_running_sequences", "rightsize_preemptions_total", "rightsize_prefix_cached_tokens_total", "rightsize_queue_depth"] {
         assert!(m.contains(name), "{name} missing");
     }
     assert!(m.contains(r#"model="smollm2-135m""#));

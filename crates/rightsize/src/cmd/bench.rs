@@ -24,8 +24,10 @@ pub struct BenchArgs {
     /// Concurrency levels for aggregate decode.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub concurrency: Vec<usize>,
-    /// Repetitions of each single-stream measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of each single-stream measurement (the median is reported). With
+    /// `--peer`, each repetition is followed by one `llama-bench` run, and the ratios are
+    /// the median of these adjacent pairs (the machine's load drifts less within a pair).
+    #[arg(long, default_value_t = 5)]
     pub reps: usize,
     /// Also measure llama.cpp's llama-bench and llama-server (built by bench/build-peer.sh).
     #[arg(long)]
@@ -57,7 +59,32 @@ pub struct Report {
     pub kv_cache_bytes: u64,
     pub weight_bytes: u64,
     pub peak_rss_bytes: u64,
+    /// Resident after the warm-up: anonymous (KV, buffers, repacked weights) and file-backed
+    /// (the weight mapping).
+    pub anon_rss_bytes: u64,
+    pub file_rss_bytes: u64,
+    pub repack: bool,
+    /// With `--peer`: single-stream tokens/s of each repetition and of the llama-bench run
+    /// right after it.
+    pub pairs: Vec<Pair>,
     pub peer: Option<PeerReport>,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy)]
+pub struct Pair {
+    pub prefill_tps: f64,
+    pub peer_prefill_tps: f64,
+    pub decode_tps: f64,
+    pub peer_decode_tps: f64,
+}
+
+impl Report {
+    /// Median over the pairs of ours / llama-bench's, for (prefill, decode).
+    pub fn paired_ratios(&self) -> Option<(f64, f64)> {
+        (!self.pairs.is_empty()).then(|| {
+            (median(self.pairs.iter().map(|p| p.prefill_tps / p.peer_prefill_tps).collect()), median(self.pairs.iter().map(|p| p.decode_tps / p.peer_decode_tps).collect()))
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -90,16 +117,22 @@ fn fixed(n: usize) -> SamplingParams {
     SamplingParams { temperature: 0.0, max_tokens: n, ignore_eos: true, ..Default::default() }
 }
 
-fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
+/// One `llama-bench` run (prefill, decode tokens/s) on the same file, between our repetitions.
+type PeerRep<'a> = &'a mut dyn FnMut() -> Result<(f64, f64)>;
+
+fn measure(e: &Engine, args: &BenchArgs, mut peer_rep: Option<PeerRep>) -> Result<Report> {
     let mut r = Report {
         model: args.model.clone(),
         load_s: e.load_time().as_secs_f64(),
         kv_cache_bytes: e.kv_cache_bytes(),
         weight_bytes: e.info().weight_bytes,
+        repack: e.config().repack,
         ..Default::default()
     };
     // Warm-up: first decode touches every mapped page.
     e.generate(GenerateRequest::new(Prompt::Tokens(prompt_of(e, 16)), fixed(8)))?;
+    r.anon_rss_bytes = bench::rss::anon_rss().unwrap_or(0);
+    r.file_rss_bytes = bench::rss::file_rss().unwrap_or(0);
 
     let short = prompt_of(e, 16);
     let mut ttft = Vec::new();
@@ -121,6 +154,10 @@ fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
         anyhow::ensure!(c.finish.reason == FinishReason::Length && c.finish.completion_tokens == args.gen_tokens);
         let t = (c.finish.total_time - c.finish.time_to_first_token).as_secs_f64();
         decode.push((args.gen_tokens - 1) as f64 / t);
+        if let Some(f) = peer_rep.as_mut() {
+            let (pp, tg) = f()?;
+            r.pairs.push(Pair { prefill_tps: prefill[prefill.len() - 1], peer_prefill_tps: pp, decode_tps: decode[decode.len() - 1], peer_decode_tps: tg });
+        }
     }
     r.ttft_ms = median(ttft);
     r.prefill_tps = median(prefill);
@@ -144,9 +181,9 @@ fn measure(e: &Engine, args: &BenchArgs) -> Result<Report> {
     Ok(r)
 }
 
-fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32) -> Result<PeerReport> {
+/// llama-server under the same 16-stream load; llama-bench's numbers come from the pairs.
+fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32, pairs: &[Pair]) -> Result<PeerReport> {
     let bins = bench::peer::PeerBins::locate()?;
-    let lb = bench::peer::run_llama_bench(&bins, path, threads, args.prompt_tokens as u32, args.gen_tokens as u32, args.reps as u32)?;
     let parallel = args.concurrency.iter().copied().max().unwrap_or(16);
     let ctx = (parallel * (args.gen_tokens + 64)) as u32;
     let server = bench::server::PeerServer::start(&bins, path, threads, parallel as u32, ctx.max(2048), 0)?;
@@ -155,8 +192,8 @@ fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32) -> Result<PeerRe
     anyhow::ensure!(load.errors == 0, "llama-server load had errors: {:?}", load.error_samples);
     Ok(PeerReport {
         version: bins.describe(),
-        prefill_tps: lb.prefill_tps,
-        decode_tps: lb.decode_tps,
+        prefill_tps: median(pairs.iter().map(|p| p.peer_prefill_tps).collect()),
+        decode_tps: median(pairs.iter().map(|p| p.peer_decode_tps).collect()),
         server_parallel: parallel,
         server_aggregate_tps: load.aggregate_tps,
         server_p95_latency_ms: load.latency_ms.p95,
@@ -178,6 +215,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.serve {
         return super::bench_serve::run(&args);
     }
+    anyhow::ensure!(args.reps > 0, "--reps must be at least 1");
     let n_seq = args.concurrency.iter().copied().max().unwrap_or(1).max(1) as u32;
     let mut cfg = args.engine.config(n_seq);
     if cfg.n_ctx == 0 {
@@ -188,11 +226,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let threads = if cfg.n_threads == 0 { engine::default_threads() } else { cfg.n_threads };
     let e = load_engine(&args.model, cfg)?;
     let path = e.info().path.clone();
-    let mut report = measure(&e, &args)?;
+    let mut report = if args.peer {
+        let bins = bench::peer::PeerBins::locate().context("the llama.cpp peer (bench/build-peer.sh)")?;
+        let mut one = || -> Result<(f64, f64)> {
+            let lb = bench::peer::run_llama_bench(&bins, &path, threads, args.prompt_tokens as u32, args.gen_tokens as u32, 1)?;
+            Ok((lb.prefill_tps, lb.decode_tps))
+        };
+        measure(&e, &args, Some(&mut one))?
+    } else {
+        measure(&e, &args, None)?
+    };
     report.threads = threads;
     drop(e);
     if args.peer {
-        report.peer = Some(peer(&args, &path, threads).context("measuring the llama.cpp peer")?);
+        report.peer = Some(peer(&args, &path, threads, &report.pairs).context("measuring the llama.cpp peer")?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -206,12 +253,19 @@ pub fn table(r: &Report) -> String {
     let mb = |b: u64| format!("{:.0} MiB", b as f64 / (1 << 20) as f64);
     let p = r.peer.as_ref();
     let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}x", ours / t)).unwrap_or_default();
+    let paired = r.paired_ratios();
+    let pair_ratio = |i: usize| paired.map(|(pp, tg)| format!("{:.2}x (paired)", [pp, tg][i])).unwrap_or_default();
     let peer_cell = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into());
     let mut s = format!("model: {}  threads: {}\n\n| metric | rightsize | llama.cpp | ratio |\n|---|---|---|---|\n", r.model, r.threads);
     s += &format!("| load time | {:.2} s | | |\n", r.load_s);
     s += &format!("| time to first token (16-token prompt) | {:.1} ms | | |\n", r.ttft_ms);
-    s += &format!("| prefill tokens/s | {:.1} | {} | {} |\n", r.prefill_tps, peer_cell(p.map(|p| p.prefill_tps)), ratio(r.prefill_tps, p.map(|p| p.prefill_tps)));
-    s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), ratio(r.decode_tps, p.map(|p| p.decode_tps)));
+    s += &format!("| prefill tokens/s | {:.1} | {} | {} |\n", r.prefill_tps, peer_cell(p.map(|p| p.prefill_tps)), pair_ratio(0));
+    s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), pair_ratio(1));
+    if !r.pairs.is_empty() {
+        let each = |f: fn(&Pair) -> f64| r.pairs.iter().map(|x| format!("{:.2}", f(x))).collect::<Vec<_>>().join(" ");
+        s += &format!("| prefill ratio of each pair | {} | | |\n", each(|x| x.prefill_tps / x.peer_prefill_tps));
+        s += &format!("| decode ratio of each pair | {} | | |\n", each(|x| x.decode_tps / x.peer_decode_tps));
+    }
     s += &format!("| single-stream step: in llama_decode / rest, ms | {:.2} / {:.2} | | |\n", r.decode_step_ms, r.overhead_step_ms);
     for &(c, tps) in &r.aggregate_tps {
         let theirs = p.filter(|p| p.server_parallel == c).map(|p| p.server_aggregate_tps);
@@ -225,5 +279,23 @@ pub fn table(r: &Report) -> String {
     }
     s += &format!("| weights (mmap) / KV cache | {} / {} | | |\n", mb(r.weight_bytes), mb(r.kv_cache_bytes));
     s += &format!("| peak RSS | {} | | |\n", mb(r.peak_rss_bytes));
+    s += &format!("| resident after warm-up: anonymous / file-backed (repack {}) | {} / {} | | |\n", if r.repack { "on" } else { "off" }, mb(r.anon_rss_bytes), mb(r.file_rss_bytes));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ratios_are_the_median_of_adjacent_pairs() {
+        let pair = |ours: f64, theirs: f64| Pair { prefill_tps: ours * 2.0, peer_prefill_tps: theirs * 2.0, decode_tps: ours, peer_decode_tps: theirs };
+        // A noisy peer: the ratio of medians (100/90 = 1.11) differs from the paired median.
+        let r = Report { pairs: vec![pair(100.0, 100.0), pair(90.0, 60.0), pair(80.0, 90.0)], ..Default::default() };
+        let (pp, tg) = r.paired_ratios().unwrap();
+        assert!((tg - 1.0).abs() < 1e-9 && (pp - 1.0).abs() < 1e-9, "{pp} {tg}");
+        let t = table(&r);
+        assert!(t.contains("| decode ratio of each pair | 1.00 1.50 0.89 |"), "{t}");
+        assert!(Report::default().paired_ratios().is_none());
+    }
 }

@@ -116,9 +116,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let flood_codes: Vec<u16> = flood.into_iter().map(|h| h.join().unwrap_or(0)).collect();
     anyhow::ensure!(flood_codes.iter().all(|&c| c == 200), "batch flood failed: {flood_codes:?}");
 
-    // 3. Cold switch to SmolLM2-135M.
+    // 3. Cold switch to SmolLM2-135M. The first switch finds nothing cached; the second
+    //    captures the chat template's preamble (a prefix is cached the second time it is
+    //    seen); later ones restore it, as for any model used before in this process.
     let mut switch = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..6 {
         c.post(format!("{base}/admin/models/switch-smollm2/unload")).send()?;
         let t = tiny_with(&tc, &base, "switch-smollm2", "interactive")?;
         eprintln!("cold switch: {:.1} ms client, {} (server-timing; lease includes the load)", t.ms, t.timing);
@@ -154,7 +156,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("| p95 latency, ms | {:.0} | {:.0} | {} |", ours.latency_ms.p95, pl, ratio(ours.latency_ms.p95, pl));
     println!("| interactive TTFT p95 idle, ms | {:.1} | | |", p(&idle, 95.0));
     println!("| interactive TTFT p95 under batch flood, ms | {:.1} | | {} of idle |", p(&busy, 95.0), ratio(p(&busy, 95.0), p(&idle, 95.0)));
-    println!("| cold switch to SmolLM2-135M, TTFT median, ms | {:.0} | | |", p(&switch, 50.0));
+    println!("| cold switch to SmolLM2-135M, first in this process (no prefix cached), ms | {:.0} | | |", switch[0]);
+    println!("| cold switch to SmolLM2-135M, used before (prompt prefix cached), median of {}, ms | {:.0} | | |", switch.len() - 2, p(&switch[2..], 50.0));
     println!("| tiny request p50 over HTTP / in-process, ms | {:.2} / {:.2} | | |", p(&http, 50.0), p(&inproc, 50.0));
     println!(
         "| gateway overhead per request (HTTP latency - engine time), {} requests: p50 / p95, ms | {:.2} / {:.2} | | |",

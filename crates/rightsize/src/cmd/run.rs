@@ -87,6 +87,10 @@ pub struct EngineArgs {
     /// Layers to offload to the GPU (cuda builds).
     #[arg(long)]
     pub gpu_layers: Option<u32>,
+    /// Let llama.cpp repack quantised weights (Q4_0/Q4_K/IQ4_NL) into anonymous memory for
+    /// its CPU kernels: faster single-stream decode, slower load and prefill, more RAM.
+    #[arg(long)]
+    pub repack: bool,
 }
 
 impl EngineArgs {
@@ -97,6 +101,7 @@ impl EngineArgs {
             n_ctx: self.ctx,
             n_seq_max,
             n_gpu_layers: self.gpu_layers.unwrap_or(d.n_gpu_layers),
+            repack: self.repack,
             ..d
         }
     }
