@@ -5,10 +5,13 @@
 //! model. llama.cpp (through `llama-cpp-2`) measured 1.7x–3.4x faster than candle for decoding
 //! on our 2-core machines, so it runs the math; this crate owns everything around it:
 //!
-//! - [`model`]: memory-mapped GGUF loading, with clear errors for bad files.
+//! - [`model`]: memory-mapped GGUF loading, with clear errors for bad files; weights stay in
+//!   the mapping unless `repack` asks llama.cpp for its copied CPU layout.
 //! - [`template`]: the model's own Jinja chat template, rendered with minijinja.
 //! - `worker`: our continuous batching — one context, many sequence ids, new sequences join
 //!   between steps, chunked prefill, KV cells freed as soon as a sequence ends.
+//! - [`prefix`]: cached KV cells of chat prompts' fixed beginnings, restored instead of
+//!   prefilled (process-wide, so an evicted model comes back warm).
 //! - [`sampling`]: per-sequence sampling and log-probabilities in Rust.
 //! - [`constraint`]: JSON Schema / regex / label constraints through llguidance.
 //!
