@@ -2,6 +2,7 @@
 //! verifiable, export is JSONL, concurrent appenders never fork or skip the chain.
 //! Set STORE_TEST_POSTGRES_URL to run the same round trip on Postgres as well.
 
+mod common;
 use serde_json::json;
 use store::{chain_hash, AuditLine, AuditRecord, Store, StoreError, GENESIS_HASH};
 
@@ -260,10 +261,7 @@ async fn reopening_continues_the_chain() {
 
 #[tokio::test]
 async fn postgres_round_trip_when_configured() {
-    let Ok(url) = std::env::var("STORE_TEST_POSTGRES_URL") else {
-        eprintln!("STORE_TEST_POSTGRES_URL not set: Postgres audit test skipped");
-        return;
-    };
+    let Some(url) = common::postgres_url("audit") else { return };
     let s = Store::open(&url).await.unwrap();
     for t in ["audit_log", "audit_head"] {
         exec(&s, &format!("DROP TABLE {t}")).await; // a scratch database only

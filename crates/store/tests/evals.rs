@@ -1,6 +1,7 @@
 //! Eval runs: stored with their hashes and report, listed newest first per task without the
 //! report, fetched whole by id. Set STORE_TEST_POSTGRES_URL to run the round trip on Postgres.
 
+mod common;
 use serde_json::json;
 use store::{EvalRunRecord, Store};
 
@@ -61,15 +62,7 @@ async fn eval_runs_round_trip_on_sqlite() {
 
 #[tokio::test]
 async fn eval_runs_round_trip_on_postgres_when_configured() {
-    let Ok(url) = std::env::var("STORE_TEST_POSTGRES_URL") else {
-        eprintln!("STORE_TEST_POSTGRES_URL not set: Postgres eval-runs test skipped");
-        return;
-    };
+    let Some(url) = common::postgres_url("eval-runs") else { return };
     let s = Store::open(&url).await.unwrap();
-    let tag = format!("-{:x}", rand_tag());
-    round_trip(&s, &tag).await;
-}
-
-fn rand_tag() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    round_trip(&s, &common::unique_tag()).await;
 }

@@ -2,6 +2,7 @@
 //! policy column round-trips. The same checks on SQLite and, with STORE_TEST_POSTGRES_URL set,
 //! on Postgres (the store several server instances share).
 
+mod common;
 use store::{hash_secret, KeyScope, Store};
 
 async fn round_trip(s: &Store, tag: &str) {
@@ -48,11 +49,7 @@ async fn keys_round_trip_on_sqlite() {
 
 #[tokio::test]
 async fn keys_round_trip_on_postgres_when_configured() {
-    let Ok(url) = std::env::var("STORE_TEST_POSTGRES_URL") else {
-        eprintln!("STORE_TEST_POSTGRES_URL not set: Postgres keys test skipped");
-        return;
-    };
+    let Some(url) = common::postgres_url("keys") else { return };
     let s = Store::open(&url).await.unwrap();
-    let tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    round_trip(&s, &format!("-{tag:x}")).await;
+    round_trip(&s, &common::unique_tag()).await;
 }

@@ -1,6 +1,7 @@
 //! Shadow runs and re-evaluations round-trip through the store (SQLite always; Postgres when
 //! STORE_TEST_POSTGRES_URL names a scratch database), and drift is judged from the rows.
 
+mod common;
 use std::collections::BTreeMap;
 use store::{DriftRule, ReevalRecord, ShadowRecord, Store};
 
@@ -99,10 +100,7 @@ async fn sqlite_round_trip_and_drift() {
 
 #[tokio::test]
 async fn postgres_round_trip_when_configured() {
-    let Ok(url) = std::env::var("STORE_TEST_POSTGRES_URL") else {
-        eprintln!("STORE_TEST_POSTGRES_URL not set: Postgres shadow test skipped");
-        return;
-    };
+    let Some(url) = common::postgres_url("shadow") else { return };
     let s = Store::open(&url).await.unwrap();
     for t in ["shadow_runs", "reevals"] {
         sqlx::query(&format!("DROP TABLE {t}")).execute(s.pool()).await.unwrap(); // a scratch database only
