@@ -128,8 +128,6 @@ struct Shared {
     max_queue: usize,
     max_queue_batch: usize,
     stats: Arc<EngineStats>,
-    /// Where this model's prompt prefixes are cached (`None`: not cached).
-    prefix: Option<prefix::Scope>,
     /// Outlives the worker's context, whose abort callback points at it.
     interrupt: Interrupt,
 }
@@ -182,7 +180,6 @@ impl Engine {
             max_queue: config.max_queue,
             max_queue_batch: config.max_queue_batch.unwrap_or(config.max_queue).min(config.max_queue),
             stats: stats.clone(),
-            prefix: prefix_scope.clone(),
             // On unless `RIGHTSIZE_STEP_INTERRUPT=0` (kept for A/B measurement).
             interrupt: Interrupt::new(std::env::var("RIGHTSIZE_STEP_INTERRUPT").map_or(true, |v| v != "0")),
         });
@@ -323,7 +320,7 @@ impl Engine {
     fn prompt_and_prefix(&self, prompt: &Prompt) -> Result<(Vec<i32>, usize), EngineError> {
         let tokens = self.prompt_tokens(prompt)?;
         let prefix = match prompt {
-            Prompt::Chat(m) if self.shared.prefix.is_some() => self.chat_prefix(m, &tokens),
+            Prompt::Chat(m) if self.config.prefix_cache => self.chat_prefix(m, &tokens),
             _ => 0,
         };
         Ok((tokens, prefix))

@@ -75,14 +75,10 @@ extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const st
 /// Load with llama.cpp's `use_extra_bufts` off, so no tensor is repacked out of the file
 /// mapping. llama-cpp-2 has no setter for that field (and a CPU buffer-type override still
 /// lets llama.cpp pick its repacking type), so the model is loaded through the raw API and
-/// handed to `LlamaModel`, a single-pointer wrapper that frees it on drop. Should that
-/// wrapper ever stop being exactly one pointer, this falls back to the normal load.
+/// handed to `LlamaModel`, a single-pointer wrapper that frees it on drop (only when
+/// `handle_is_one_pointer`).
 fn load_in_mapping(path: &Path) -> Option<LlamaModel> {
     type Raw = std::ptr::NonNull<llama_cpp_sys_2::llama_model>;
-    if std::mem::size_of::<LlamaModel>() != std::mem::size_of::<Raw>() || std::mem::align_of::<LlamaModel>() != std::mem::align_of::<Raw>() {
-        tracing::warn!("llama-cpp-2's model handle is not a single pointer: weights are repacked as usual");
-        return LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default().with_use_mmap(true)).ok();
-    }
     let c_path = std::ffi::CString::new(path.to_str()?).ok()?;
     // SAFETY: default params from llama.cpp itself, one field changed; the path outlives the call.
     let raw = unsafe {
@@ -93,11 +89,21 @@ fn load_in_mapping(path: &Path) -> Option<LlamaModel> {
         llama_cpp_sys_2::llama_model_load_from_file(c_path.as_ptr(), params)
     };
     let raw = Raw::new(raw)?;
-    // SAFETY: same size and alignment as the one-field wrapper (checked above), whose field
+    // SAFETY: same size and alignment as the one-field wrapper (`handle_is_one_pointer`), whose field
     // is this pointer type; the model is now owned (and freed) by the `LlamaModel`.
     let model: LlamaModel = unsafe { std::mem::transmute::<Raw, LlamaModel>(raw) };
     debug_assert_eq!(model.n_vocab(), unsafe { llama_cpp_sys_2::llama_vocab_n_tokens(llama_cpp_sys_2::llama_model_get_vocab(raw.as_ptr())) });
     Some(model)
+}
+
+/// Whether `LlamaModel` is exactly one model pointer, so `load_in_mapping` may build one.
+fn handle_is_one_pointer() -> bool {
+    type Raw = std::ptr::NonNull<llama_cpp_sys_2::llama_model>;
+    let same = std::mem::size_of::<LlamaModel>() == std::mem::size_of::<Raw>() && std::mem::align_of::<LlamaModel>() == std::mem::align_of::<Raw>();
+    if !same {
+        tracing::warn!("llama-cpp-2's model handle is not a single pointer: weights are repacked as usual");
+    }
+    same
 }
 
 /// What a GGUF file says about its model.
@@ -175,7 +181,7 @@ pub fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel,
     let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(n_gpu_layers);
     let backend = backend();
     COPIED_WEIGHTS.with(|c| c.set(Some(0)));
-    let loaded = match repack || n_gpu_layers > 0 {
+    let loaded = match repack || n_gpu_layers > 0 || !handle_is_one_pointer() {
         true => LlamaModel::load_from_file(backend, path, &params).ok(),
         false => load_in_mapping(path),
     };

@@ -282,6 +282,7 @@ impl Active {
 /// A sequence just given a clean slot: restore its prompt's cached prefix, or plan to capture
 /// it (see `prefix`).
 fn start_from_prefix(ctx: &mut LlamaContext<'_>, a: &mut Active, limits: &Limits, stats: &EngineStats) {
+    a.capture_at = None; // a preempted sequence may have been admitted mid-capture before
     let (Some(scope), n) = (&limits.prefix, a.prefix()) else { return };
     if n == 0 || n >= a.tokens().len() {
         return;
@@ -451,7 +452,6 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
             // A slot starts empty (its previous sequence's cells were removed when it ended;
             // this also covers cells a failed or interrupted step may have left).
             let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
-            a.capture_at = None;
             start_from_prefix(&mut ctx, &mut a, &limits, &stats);
             a.reserved = need;
             reserved_total += need;

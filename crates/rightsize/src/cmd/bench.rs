@@ -78,11 +78,18 @@ pub struct Pair {
     pub peer_decode_tps: f64,
 }
 
+impl Pair {
+    /// Ours / llama-bench's, for (prefill, decode).
+    fn ratios(&self) -> (f64, f64) {
+        (self.prefill_tps / self.peer_prefill_tps, self.decode_tps / self.peer_decode_tps)
+    }
+}
+
 impl Report {
     /// Median over the pairs of ours / llama-bench's, for (prefill, decode).
     pub fn paired_ratios(&self) -> Option<(f64, f64)> {
         (!self.pairs.is_empty()).then(|| {
-            (median(self.pairs.iter().map(|p| p.prefill_tps / p.peer_prefill_tps).collect()), median(self.pairs.iter().map(|p| p.decode_tps / p.peer_decode_tps).collect()))
+            (median(self.pairs.iter().map(|p| p.ratios().0).collect()), median(self.pairs.iter().map(|p| p.ratios().1).collect()))
         })
     }
 }
@@ -263,8 +270,8 @@ pub fn table(r: &Report) -> String {
     s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), pair_ratio(1));
     if !r.pairs.is_empty() {
         let each = |f: fn(&Pair) -> f64| r.pairs.iter().map(|x| format!("{:.2}", f(x))).collect::<Vec<_>>().join(" ");
-        s += &format!("| prefill ratio of each pair | {} | | |\n", each(|x| x.prefill_tps / x.peer_prefill_tps));
-        s += &format!("| decode ratio of each pair | {} | | |\n", each(|x| x.decode_tps / x.peer_decode_tps));
+        s += &format!("| prefill ratio of each pair | {} | | |\n", each(|x| x.ratios().0));
+        s += &format!("| decode ratio of each pair | {} | | |\n", each(|x| x.ratios().1));
     }
     s += &format!("| single-stream step: in llama_decode / rest, ms | {:.2} / {:.2} | | |\n", r.decode_step_ms, r.overhead_step_ms);
     for &(c, tps) in &r.aggregate_tps {
