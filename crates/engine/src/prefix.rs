@@ -8,10 +8,11 @@
 //! millisecond; computing them is most of the time to first token on a CPU.
 //!
 //! Where the prefix ends is decided by the engine from the chat template (`Engine::submit`);
-//! the worker splits the prompt's prefill at that point the second time a prefix is seen,
-//! captures the sequence's state there (`llama_state_seq_get_data`) and later restores it
-//! into any sequence slot (`llama_state_seq_set_data`). Both paths compute the prompt's
-//! remainder in the same chunk, so an answer does not depend on whether the cache hit.
+//! the worker always ends a prefill step at that point, captures the sequence's state there
+//! (`llama_state_seq_get_data`) the second time a prefix is seen, and later restores it into
+//! any sequence slot (`llama_state_seq_set_data`). A new, a captured and a restored prefix
+//! are all followed by the same steps, so an answer does not depend on the cache's state
+//! (llama.cpp's results do depend on where a prompt is cut into steps).
 //!
 //! The store is process-wide and keyed by the model file (path, size, modification time)
 //! and the KV layout, so it outlives an engine: a model evicted from the pool and loaded

@@ -218,8 +218,12 @@ struct Active {
     compute_s: f64,
     /// `n_past` before this step's tokens were added (restored when the step is interrupted).
     n_past_before: usize,
-    /// Prefill stops at this position once so the prefix's cells can be captured there.
-    capture_at: Option<usize>,
+    /// The prompt's prefix boundary: a prefill step always ends there, whether the prefix is
+    /// new, captured or restored, because llama.cpp's numbers depend on how a prompt is cut
+    /// into steps (label log-likelihoods moved by 0.24 nats between 256- and 80-token steps).
+    split_at: Option<usize>,
+    /// Capture the cells once the prefill reaches `split_at`.
+    capture: bool,
 }
 
 impl Active {
@@ -247,7 +251,8 @@ impl Active {
             in_batch: 0,
             compute_s: 0.0,
             n_past_before: 0,
-            capture_at: None,
+            split_at: None,
+            capture: false,
         }
     }
 
@@ -282,11 +287,13 @@ impl Active {
 /// A sequence just given a clean slot: restore its prompt's cached prefix, or plan to capture
 /// it (see `prefix`).
 fn start_from_prefix(ctx: &mut LlamaContext<'_>, a: &mut Active, limits: &Limits, stats: &EngineStats) {
-    a.capture_at = None; // a preempted sequence may have been admitted mid-capture before
+    // Planned afresh: a preempted sequence may have been admitted mid-capture before.
+    (a.split_at, a.capture) = (None, false);
     let (Some(scope), n) = (&limits.prefix, a.prefix()) else { return };
     if n == 0 || n >= a.tokens().len() {
         return;
     }
+    a.split_at = Some(n);
     let head = &a.tokens()[..n];
     match prefix::plan(scope, head, n * limits.kv_bytes_per_token) {
         prefix::Plan::Restore(state) => match ctx.state_seq_set(&state, a.slot) {
@@ -301,7 +308,7 @@ fn start_from_prefix(ctx: &mut LlamaContext<'_>, a: &mut Active, limits: &Limits
                 let _ = ctx.clear_kv_cache_seq(Some(a.slot as u32), None, None);
             }
         },
-        prefix::Plan::Capture => a.capture_at = Some(n),
+        prefix::Plan::Capture => a.capture = true,
         prefix::Plan::Nothing => {}
     }
 }
@@ -582,8 +589,8 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
                 continue;
             }
             let mut end = (a.n_past + budget.min(cap)).min(total);
-            if let Some(at) = a.capture_at.filter(|&at| at > a.n_past) {
-                end = end.min(at); // the prefix ends a step, so its cells can be captured
+            if let Some(at) = a.split_at.filter(|&at| at > a.n_past) {
+                end = end.min(at); // the prefix ends a step (see `Active::split_at`)
             }
             for pos in a.n_past..end {
                 let logits = pos >= want_from && pos <= want_to;
@@ -672,8 +679,8 @@ pub(crate) fn run<'m>(model: &'m LlamaModel, mut ctx: LlamaContext<'m>, rx: mpsc
         let core_s_per_token = step.as_secs_f64() * limits.threads as f64 / batch.n_tokens() as f64;
         for a in active.iter_mut() {
             a.compute_s += a.in_batch as f64 * core_s_per_token;
-            if a.in_batch > 0 && a.capture_at == Some(a.n_past) {
-                a.capture_at = None;
+            if a.capture && a.in_batch > 0 && a.split_at == Some(a.n_past) {
+                a.capture = false;
                 if let (Some(scope), Ok(state)) = (&limits.prefix, ctx.state_seq_get(a.slot, llama_cpp_2::context::session::LlamaStateSeqFlags::empty())) {
                     prefix::insert(scope, &a.tokens()[..a.n_past], state);
                 }
