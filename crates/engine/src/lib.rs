@@ -86,6 +86,9 @@ pub struct EngineConfig {
     pub repack: bool,
     /// Keep the KV cells of chat prompts' fixed beginnings (template preamble, earlier
     /// turns) and restore them for the next prompt that starts the same way (see `prefix`).
+    /// Off by default: the prefill is then cut at the prefix boundary, and llama.cpp's
+    /// numbers depend on where a prompt is cut (a SmolLM2 label probability moved from 0.87
+    /// to 0.80), so confidence thresholds calibrated without it can shift.
     pub prefix_cache: bool,
 }
 
@@ -104,7 +107,7 @@ impl Default for EngineConfig {
             kv_unified: false,
             flash_attn: None,
             repack: false,
-            prefix_cache: true,
+            prefix_cache: false,
         }
     }
 }

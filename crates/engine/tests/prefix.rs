@@ -66,7 +66,7 @@ fn long_prompt_scores_do_not_depend_on_the_cache_state() {
     let text = "The harbour town woke slowly under a grey sky while fishing boats returned with their catch. ".repeat(24);
     let prompt = Prompt::Chat(vec![ChatMessage::new("user", &format!("{text}\nIs this story happy or sad? Answer with one word."))]);
     let labels = ["happy".to_string(), "sad".to_string()];
-    let e = load("smollm2-135m", EngineConfig { n_ctx: 4096, n_seq_max: 2, ..Default::default() });
+    let e = load("smollm2-135m", EngineConfig { n_ctx: 4096, n_seq_max: 2, prefix_cache: true, ..Default::default() });
     let runs: Vec<Vec<f64>> = (0..3).map(|_| e.score_continuations(&prompt, &labels, Priority::Batch).unwrap().iter().map(|s| s.logprob).collect()).collect();
     assert!(e.stats().prefix_hits >= 1, "{:?}", e.stats());
     for r in &runs[1..] {

@@ -134,8 +134,10 @@ pub struct ModelConfig {
     #[serde(default)]
     pub repack: bool,
     /// Restore the KV cells of chat prompts' fixed beginnings (template preamble, earlier
-    /// turns) instead of computing them again (process-wide, 64 MiB for all models).
-    #[serde(default = "yes")]
+    /// turns) instead of computing them again (process-wide, 64 MiB for all models). Off by
+    /// default: it cuts the prefill at the prefix, which moves llama.cpp's numbers slightly,
+    /// so task thresholds calibrated without it should be re-checked (`rightsize eval`).
+    #[serde(default)]
     pub prefix_cache: bool,
 }
 

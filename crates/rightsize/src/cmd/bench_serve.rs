@@ -55,7 +55,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let path = supply::resolve_model(&cache, &model)?;
     let threads = if args.engine.threads == 0 { engine::default_threads() } else { args.engine.threads };
     let toml = format!(
-        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\n",
+        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprefix_cache = true\n",
         ctx = gen + 128
     );
     let cfg = server::ServerConfig::from_toml(&toml)?;
