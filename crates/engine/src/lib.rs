@@ -20,6 +20,7 @@
 
 pub mod constraint;
 mod error;
+mod mapping;
 pub mod model;
 pub mod prefix;
 mod request;
@@ -31,20 +32,19 @@ mod worker;
 
 pub use constraint::Constraint;
 pub use error::EngineError;
-pub use model::ModelInfo;
+pub use model::{Model, ModelInfo};
 pub use request::{Completion, Event, Finish, FinishReason, GenerateRequest, Priority, Prompt, Sequence, TokenEvent, TokenLogprob};
 pub use sampling::SamplingParams;
 pub use stats::{EngineStats, StatsSnapshot};
 pub use template::ChatMessage;
 
 use constraint::ConstraintCompiler;
-use llama_cpp_2::{context::params::LlamaContextParams, model::LlamaModel, token::LlamaToken};
+use llama_cpp_2::{context::params::LlamaContextParams, token::LlamaToken};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::{atomic::AtomicBool, atomic::Ordering, mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
-use template::ChatTemplate;
 use worker::{Cmd, GenJob, Interrupt, Job, Limits, ScoreJob};
 
 /// How one loaded model is run.
@@ -122,9 +122,7 @@ pub fn default_threads() -> u32 {
 }
 
 struct Shared {
-    model: LlamaModel,
-    info: ModelInfo,
-    template: Option<ChatTemplate>,
+    model: Arc<Model>,
     compiler: OnceLock<Result<ConstraintCompiler, String>>,
     limits_per_seq: usize,
     n_ctx: usize,
@@ -148,35 +146,36 @@ impl Engine {
     /// Load `path` (memory-mapped) and start its batching loop.
     pub fn load(path: &Path, config: EngineConfig) -> Result<Self, EngineError> {
         let t0 = Instant::now();
-        if config.n_seq_max == 0 || config.n_batch == 0 || config.prefill_chunk == 0 {
-            return Err(EngineError::InvalidRequest("n_seq_max, n_batch and prefill_chunk must be > 0".into()));
-        }
-        if config.n_batch < config.n_seq_max {
-            return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));
-        }
-        let (model, info) = model::load(path, config.n_gpu_layers, config.repack)?;
+        check_config(&config)?;
+        let model = Arc::new(Model::load(path, config.n_gpu_layers, config.repack)?);
         let t_model = t0.elapsed();
+        let mut engine = Self::start(model, config)?;
+        engine.load_time = t0.elapsed();
+        tracing::debug!(model_ms = t_model.as_secs_f64() * 1e3, total_ms = engine.load_time.as_secs_f64() * 1e3, "engine loaded");
+        Ok(engine)
+    }
+
+    /// Start a batching loop on a model already parsed, e.g. one kept asleep after its last
+    /// engine was evicted (see [`Model`]): only the context is created.
+    pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<Self, EngineError> {
+        let t0 = Instant::now();
+        check_config(&config)?;
+        if !model.loaded_with(config.n_gpu_layers, config.repack) {
+            return Err(EngineError::InvalidRequest("the model was loaded with other GPU-layer or repack settings than this engine asks for".into()));
+        }
+        let info = model.info();
+        let path = info.path.clone();
         let n_ctx = if config.n_ctx == 0 { config.n_seq_max * info.context_length.min(2048) } else { config.n_ctx };
         if !config.kv_unified && n_ctx / config.n_seq_max < 16 {
             return Err(EngineError::InvalidRequest(format!("n_ctx {n_ctx} leaves fewer than 16 cells per sequence for {} sequences", config.n_seq_max)));
         }
         let per_seq = if config.kv_unified { n_ctx } else { n_ctx / config.n_seq_max }.min(info.context_length) as usize;
-        let template = match &info.chat_template {
-            Some(src) => Some(ChatTemplate::new(
-                src,
-                info.bos_token.as_deref().unwrap_or(""),
-                info.eos_token.as_deref().unwrap_or(""),
-            )?),
-            None => None,
-        };
         let stats = Arc::new(EngineStats::default());
         let layout = format!("fa={:?};gpu={};unified={}", config.flash_attn, config.n_gpu_layers, config.kv_unified);
-        let prefix_scope = if config.prefix_cache { prefix::Scope::new(path, layout) } else { None };
+        let prefix_scope = if config.prefix_cache { prefix::Scope::new(&path, layout) } else { None };
         let kv_bytes_per_token = info.kv_bytes_per_token() as usize;
         let shared = Arc::new(Shared {
             model,
-            info,
-            template,
             compiler: OnceLock::new(),
             limits_per_seq: per_seq,
             n_ctx: n_ctx as usize,
@@ -219,14 +218,14 @@ impl Engine {
         let (ready_tx, ready_rx) = mpsc::channel();
         let sh = shared.clone();
         let worker = std::thread::Builder::new()
-            .name(format!("engine:{}", sh.info.name.clone().unwrap_or_default()))
+            .name(format!("engine:{}", sh.model.info().name.clone().unwrap_or_default()))
             .spawn(move || {
                 let t_ctx = Instant::now();
                 let full = worker::with_interrupt(ctx_params, &sh.interrupt);
                 // Start with a KV cache sized for short sequences; the worker grows it to the
                 // configured size the first time a sequence needs more (see `worker::Kv`).
                 let first = if initial_ctx < n_ctx { full.clone().with_n_ctx(NonZeroU32::new(initial_ctx)) } else { full.clone() };
-                let ctx = match sh.model.new_context(model::backend(), first) {
+                let ctx = match sh.model.llama().new_context(model::backend(), first) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -236,7 +235,7 @@ impl Engine {
                 tracing::debug!(context_ms = t_ctx.elapsed().as_secs_f64() * 1e3, "context created (KV allocated and cleared, graphs reserved)");
                 let _ = ready_tx.send(Ok(()));
                 let kv = worker::Kv { full, grown: initial_ctx >= n_ctx };
-                worker::run(&sh.model, ctx, rx, limits, stats, &sh.interrupt, kv);
+                worker::run(sh.model.llama(), ctx, rx, limits, stats, &sh.interrupt, kv);
             })
             .map_err(|e| EngineError::Context(e.to_string()))?;
         match ready_rx.recv() {
@@ -244,19 +243,26 @@ impl Engine {
             Ok(Err(e)) => return Err(EngineError::Context(e)),
             Err(_) => return Err(EngineError::Context("engine thread exited during start-up".into())),
         }
-        tracing::debug!(model_ms = t_model.as_secs_f64() * 1e3, total_ms = t0.elapsed().as_secs_f64() * 1e3, n_ctx, "engine loaded");
+        shared.model.engine_started();
+        tracing::debug!(context_ms = t0.elapsed().as_secs_f64() * 1e3, n_ctx, "engine started");
         Ok(Self { shared, tx, worker: Mutex::new(Some(worker)), config, load_time: t0.elapsed() })
     }
 
     pub fn info(&self) -> &ModelInfo {
-        &self.shared.info
+        self.shared.model.info()
+    }
+
+    /// The parsed model this engine runs on (to keep it asleep once the engine is dropped).
+    pub fn model(&self) -> &Arc<Model> {
+        &self.shared.model
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
-    /// Wall time `load` took (file map, context and KV allocation, thread start).
+    /// Wall time `load` (file map and parse, context and KV allocation, thread start) or
+    /// `start` (the same without the parse) took.
     pub fn load_time(&self) -> std::time::Duration {
         self.load_time
     }
@@ -268,7 +274,7 @@ impl Engine {
 
     /// Bytes of the KV cache (f16 K and V for every cell).
     pub fn kv_cache_bytes(&self) -> u64 {
-        self.shared.n_ctx as u64 * self.shared.info.kv_bytes_per_token()
+        self.shared.n_ctx as u64 * self.info().kv_bytes_per_token()
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -278,26 +284,26 @@ impl Engine {
     /// Tokenize text; special-token markup (e.g. `<|im_start|>`) is parsed, BOS added when the
     /// model asks for it.
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<i32> {
-        self.shared.model.vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0).collect()
+        self.shared.model.llama().vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0).collect()
     }
 
     /// Text of tokens.
     pub fn detokenize(&self, tokens: &[i32]) -> String {
-        let v = self.shared.model.vocab();
+        let v = self.shared.model.llama().vocab();
         let bytes: Vec<u8> = tokens.iter().flat_map(|&t| v.token_to_piece(LlamaToken(t), false, None)).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Format chat messages with the model's own template.
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
-        self.shared.template.as_ref().ok_or(EngineError::NoChatTemplate)?.render(messages)
+        self.shared.model.template().ok_or(EngineError::NoChatTemplate)?.render(messages)
     }
 
     /// The prompt as tokens.
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<i32>, EngineError> {
         let tokens = match prompt {
             Prompt::Tokens(t) => {
-                let n_vocab = self.shared.info.n_vocab as i32;
+                let n_vocab = self.info().n_vocab as i32;
                 if let Some(bad) = t.iter().find(|&&x| x < 0 || x >= n_vocab) {
                     return Err(EngineError::InvalidRequest(format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
                 }
@@ -306,7 +312,7 @@ impl Engine {
             Prompt::Text(s) => self.tokenize(s, true),
             Prompt::Chat(m) => {
                 let text = self.apply_chat_template(m)?;
-                let bos = self.shared.info.bos_token.as_deref().unwrap_or("");
+                let bos = self.info().bos_token.as_deref().unwrap_or("");
                 // The template may already write BOS; never add a second one.
                 let starts_with_bos = !bos.is_empty() && text.starts_with(bos);
                 self.tokenize(&text, !starts_with_bos)
@@ -341,7 +347,7 @@ impl Engine {
         let Ok(text) = self.apply_chat_template(&probe) else { return 0 };
         let Some(at) = text.find(MARK) else { return 0 };
         let head = &text[..at];
-        let bos = self.shared.info.bos_token.as_deref().unwrap_or("");
+        let bos = self.info().bos_token.as_deref().unwrap_or("");
         let head_tokens = self.tokenize(head, !(!bos.is_empty() && head.starts_with(bos)));
         let n = prefix::common_prefix(&head_tokens, tokens).min(tokens.len().saturating_sub(1));
         if n >= prefix::MIN_TOKENS { n } else { 0 }
@@ -351,7 +357,7 @@ impl Engine {
         self.shared
             .compiler
             .get_or_init(|| {
-                let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.shared.model);
+                let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(self.shared.model.llama());
                 ConstraintCompiler::new(env).map_err(|e| e.to_string())
             })
             .as_ref()
@@ -482,11 +488,27 @@ pub fn normalise_scores(scores: &[ContinuationScore]) -> Vec<f64> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+fn check_config(config: &EngineConfig) -> Result<(), EngineError> {
+    if config.n_seq_max == 0 || config.n_batch == 0 || config.prefill_chunk == 0 {
+        return Err(EngineError::InvalidRequest("n_seq_max, n_batch and prefill_chunk must be > 0".into()));
+    }
+    if config.n_batch < config.n_seq_max {
+        return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));
+    }
+    Ok(())
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.tx.send(Cmd::Shutdown);
         if let Some(h) = self.worker.lock().ok().and_then(|mut w| w.take()) {
             let _ = h.join();
+        }
+        // The last engine on a model someone keeps (asleep): give its weight pages back. A
+        // model nobody keeps is unmapped right after this anyway.
+        let model = &self.shared.model;
+        if model.engine_stopped() && Arc::strong_count(model) > 1 {
+            model.release_pages();
         }
     }
 }

@@ -1,10 +1,122 @@
 //! Loading a GGUF model (memory-mapped: no copy of the weights) and reading what the file says
 //! about itself: architecture, context length, chat template, special tokens.
 
-use crate::EngineError;
+use crate::{mapping, template::ChatTemplate, EngineError};
 use llama_cpp_2::{llama_backend::LlamaBackend, model::params::LlamaModelParams, model::LlamaModel, token::LlamaToken};
 use serde::Serialize;
-use std::{cell::Cell, io::Read, path::Path, path::PathBuf, sync::OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+use std::{cell::Cell, io::Read, path::Path, path::PathBuf};
+
+/// A parsed model file: llama.cpp's model (metadata, vocabulary, tensors pointing into the
+/// file mapping), its chat template and what the file says about itself. No context, no KV
+/// cache: an [`crate::Engine`] adds those and runs on an `Arc<Model>`.
+///
+/// Why apart from the engine: parsing a file is most of a cold load (llama.cpp's vocabulary
+/// build and metadata pass: ~150 ms for SmolLM2-135M, ~400–600 ms for Qwen2.5's 152k-token
+/// vocabulary on 2 cores), while a context is ~10 ms. A pool that evicts an engine can keep
+/// its `Model` **asleep**: the weight pages are handed back to the kernel
+/// ([`Model::release_pages`], done by the last engine to stop) and only the parsed vocabulary
+/// stays ([`Model::overhead_bytes`], ~15–40 MiB), so the next engine on it starts in
+/// milliseconds and computes exactly what a fresh load would (same tensors, same kernels).
+pub struct Model {
+    llama: LlamaModel,
+    info: ModelInfo,
+    template: Option<ChatTemplate>,
+    n_gpu_layers: u32,
+    repack: bool,
+    /// Where llama.cpp mapped the file (empty when unknown: the model cannot sleep).
+    mapping: Vec<(usize, usize)>,
+    /// The file's length and modification time at load.
+    stamp: (u64, Option<SystemTime>),
+    /// Engines running on this model now.
+    engines: AtomicUsize,
+}
+
+/// Host memory a parsed model holds besides its weights, per vocabulary entry: llama.cpp's
+/// token table, text-to-id map, BPE merge ranks and piece cache. Measured with the allocator
+/// (`engine/tests/sleep.rs`): 314 B for SmolLM2 (49k tokens), 277 B for Qwen2.5 (152k).
+pub const ASLEEP_BYTES_PER_TOKEN: u64 = 384;
+
+fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
+    std::fs::metadata(path).map(|m| (m.len(), m.modified().ok())).unwrap_or((0, None))
+}
+
+impl Model {
+    /// Parse `path` (memory-mapped), with `n_gpu_layers` offloaded in `cuda` builds; `repack`
+    /// as [`crate::EngineConfig::repack`].
+    pub fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<Self, EngineError> {
+        // One load at a time: the mapping is found as the file's mappings that appeared
+        // while this load ran (llama.cpp does not say where it mapped the file).
+        static LOADING: Mutex<()> = Mutex::new(());
+        let _one = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+        let file = mapping::FileId::of(path);
+        let before = file.as_ref().map(mapping::ranges).unwrap_or_default();
+        let stamp = stamp(path);
+        let (llama, info) = load(path, n_gpu_layers, repack)?;
+        let mapping = file.map(|f| mapping::new_ranges(&before, mapping::ranges(&f))).unwrap_or_default();
+        let template = match &info.chat_template {
+            Some(src) => Some(ChatTemplate::new(src, info.bos_token.as_deref().unwrap_or(""), info.eos_token.as_deref().unwrap_or(""))?),
+            None => None,
+        };
+        Ok(Self { llama, info, template, n_gpu_layers, repack, mapping, stamp, engines: AtomicUsize::new(0) })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub(crate) fn llama(&self) -> &LlamaModel {
+        &self.llama
+    }
+
+    pub(crate) fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// Whether an engine with these weight settings may run on this model.
+    pub fn loaded_with(&self, n_gpu_layers: u32, repack: bool) -> bool {
+        self.n_gpu_layers == n_gpu_layers && self.repack == repack
+    }
+
+    /// Whether the file on disk is still the one loaded (same length and modification time).
+    pub fn is_current(&self) -> bool {
+        stamp(&self.info.path) == self.stamp
+    }
+
+    /// Whether the model can sleep: every weight lives in the file mapping (no GPU layers,
+    /// nothing repacked) and the mapping was found.
+    pub fn can_sleep(&self) -> bool {
+        self.n_gpu_layers == 0 && self.info.copied_weight_bytes == 0 && !self.mapping.is_empty()
+    }
+
+    /// Host memory the parsed model holds besides its weights (vocabulary tables): all it
+    /// holds while asleep (no engine, weight pages released).
+    pub fn overhead_bytes(&self) -> u64 {
+        self.info.n_vocab as u64 * ASLEEP_BYTES_PER_TOKEN
+    }
+
+    /// Bytes of the weight mapping resident in this process now (Linux; 0 elsewhere).
+    pub fn resident_weight_bytes(&self) -> u64 {
+        mapping::resident_bytes(&self.mapping)
+    }
+
+    /// Hand the weight pages back to the kernel (see `mapping`). Later reads fault them in
+    /// again, so this is safe at any time; engines call it when the last one stops.
+    pub fn release_pages(&self) {
+        mapping::release(&self.mapping);
+    }
+
+    pub(crate) fn engine_started(&self) {
+        self.engines.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Returns whether that was the last engine running on this model.
+    pub(crate) fn engine_stopped(&self) -> bool {
+        self.engines.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
 
 /// Architectures this build has been tested with on real models. Others may load (llama.cpp
 /// knows many more); when one fails to load we say it is unsupported rather than "corrupt".
@@ -23,9 +135,9 @@ pub fn backend() -> &'static LlamaBackend {
 /// The log callback llama-cpp-2 installed (to `tracing`), which `filter_log` forwards to.
 static FORWARD: OnceLock<(llama_cpp_sys_2::ggml_log_callback, usize)> = OnceLock::new();
 
-/// llama.cpp warns once per sequence when a step is aborted ("removing memory module entries
-/// …"); the worker aborts batch-only steps on purpose for interactive arrivals (see
-/// `worker::Interrupt`), so those lines are demoted to debug instead of flooding the log.
+/// llama.cpp logs three errors and a warning per sequence when a step is aborted; the worker
+/// aborts batch-only steps on purpose for interactive arrivals (see `worker::Interrupt`), so
+/// those lines ([`is_abort_line`]) are demoted to debug instead of flooding the log.
 fn quiet_interrupt_logs() {
     let (mut cb, mut data): (llama_cpp_sys_2::ggml_log_callback, *mut std::ffi::c_void) = (None, std::ptr::null_mut());
     // SAFETY: plain reads/writes of llama.cpp's global logger, once, before any model exists.
@@ -54,6 +166,15 @@ fn copied_buffer_bytes(msg: &str) -> Option<u64> {
     Some((mib * 1024.0 * 1024.0).round() as u64)
 }
 
+/// A line llama.cpp logs only because a step was aborted (ggml status 1 = aborted; decode
+/// returns 2), not because anything failed.
+fn is_abort_line(msg: &str) -> bool {
+    msg.contains("removing memory module entries")
+        || msg.contains("graph_compute_async failed with error 1")
+        || msg.contains("failed to compute graph, compute status: 1")
+        || msg.contains("failed to decode, ret = 2")
+}
+
 extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const std::ffi::c_char, _: *mut std::ffi::c_void) {
     if !text.is_null() {
         // SAFETY: llama.cpp passes a NUL-terminated message.
@@ -61,7 +182,7 @@ extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const st
         if let Some(bytes) = COPIED_WEIGHTS.with(Cell::get).and_then(|_| copied_buffer_bytes(&String::from_utf8_lossy(msg))) {
             COPIED_WEIGHTS.with(|c| c.set(Some(c.get().unwrap_or(0) + bytes)));
         }
-        if msg.windows(30).any(|w| w == b"removing memory module entries") {
+        if is_abort_line(&String::from_utf8_lossy(msg)) {
             tracing::debug!(target: "llama-cpp-2", "{}", String::from_utf8_lossy(msg).trim_end());
             return;
         }
@@ -176,7 +297,7 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
 /// Q4_K, IQ4_NL, Q8_0 on x86) into an interleaved layout in anonymous memory — faster
 /// matrix products, but a second copy of those weights beside the mapping. Off, every CPU
 /// tensor stays in the file mapping (page cache the kernel can share and drop).
-pub fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel, ModelInfo), EngineError> {
+fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel, ModelInfo), EngineError> {
     check_magic(path)?;
     let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(n_gpu_layers);
     let backend = backend();
@@ -224,7 +345,20 @@ pub fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel,
 
 #[cfg(test)]
 mod tests {
-    use super::copied_buffer_bytes;
+    use super::{copied_buffer_bytes, is_abort_line};
+
+    #[test]
+    fn only_abort_lines_are_demoted() {
+        assert!(is_abort_line("ggml_backend_sched_graph_compute_async failed with error 1\n"));
+        assert!(is_abort_line("process_ubatch: failed to compute graph, compute status: 1\n"));
+        assert!(is_abort_line("llama_decode: failed to decode, ret = 2\n"));
+        assert!(is_abort_line("decode: removing memory module entries for seq_id = 3, pos = [10, +inf)\n"));
+        // Real failures stay errors.
+        assert!(!is_abort_line("ggml_backend_sched_graph_compute_async failed with error -1\n"));
+        assert!(!is_abort_line("failed to compute graph, compute status: -2\n"));
+        assert!(!is_abort_line("llama_decode: failed to decode, ret = -3\n"));
+        assert!(!is_abort_line("failed to decode, ret = 1\n"));
+    }
 
     #[test]
     fn copied_weight_buffers_are_read_from_llama_cpp_lines() {

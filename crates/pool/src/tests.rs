@@ -1,30 +1,45 @@
 use super::*;
 use std::sync::atomic::AtomicU32;
 
-struct Fake(u64);
+/// A model of `bytes`; ids starting with `s` can sleep, leaving a tenth of their bytes.
+struct Fake {
+    id: String,
+    bytes: u64,
+}
 impl Resident for Fake {
+    /// The id it was loaded as, to check a wake gets its own model's part.
+    type Asleep = String;
     fn bytes(&self) -> u64 {
-        self.0
+        self.bytes
+    }
+    fn asleep(&self) -> Option<(String, u64)> {
+        self.id.starts_with('s').then(|| (self.id.clone(), self.bytes / 10))
     }
 }
 
 #[derive(Default)]
 struct FakeLoader {
     loads: AtomicU32,
+    /// Ids of loads that started from an asleep part.
+    woken: Mutex<Vec<String>>,
     fail: Mutex<Vec<String>>,
 }
 
 impl Loader<Fake> for FakeLoader {
-    fn estimate(&self, id: &str) -> Result<u64, String> {
+    fn estimate(&self, id: &str, _: Option<&String>) -> Result<u64, String> {
         Ok(size(id))
     }
-    fn load(&self, id: &str) -> Result<Fake, String> {
+    fn load(&self, id: &str, asleep: Option<String>) -> Result<Fake, String> {
         self.loads.fetch_add(1, Ordering::SeqCst);
+        if let Some(kept) = asleep {
+            assert_eq!(kept, id, "a wake gets its own model's part");
+            self.woken.lock().unwrap().push(kept);
+        }
         std::thread::sleep(Duration::from_millis(50));
         if self.fail.lock().unwrap().iter().any(|f| f == id) {
             return Err("corrupt file".into());
         }
-        Ok(Fake(size(id)))
+        Ok(Fake { id: id.to_owned(), bytes: size(id) })
     }
 }
 
@@ -44,7 +59,11 @@ fn plain(ids: &[&'static str]) -> Vec<(&'static str, Policy)> {
 }
 
 fn resident(p: &Pool<Fake>) -> Vec<String> {
-    p.list().into_iter().map(|r| r.id).collect()
+    p.list().into_iter().filter(|r| r.state == State::Ready).map(|r| r.id).collect()
+}
+
+fn asleep(p: &Pool<Fake>) -> Vec<(String, u64)> {
+    p.list().into_iter().filter(|r| r.state == State::Asleep).map(|r| (r.id, r.bytes)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,9 +153,98 @@ async fn unknown_ids_and_admin_unload() {
     let (p, _) = pool(100, &plain(&["a10"]), Duration::from_millis(10));
     assert!(matches!(p.acquire("nope", None).await, Err(PoolError::Unknown(_))));
     let lease = p.acquire("a10", None).await.unwrap();
-    assert!(p.unload("a10").is_err(), "in use");
+    assert!(p.unload("a10", false).is_err(), "in use");
     drop(lease);
-    assert_eq!(p.unload("a10"), Ok(true));
-    assert_eq!(p.unload("a10"), Ok(false));
+    assert_eq!(p.unload("a10", false), Ok(true));
+    assert_eq!(p.unload("a10", false), Ok(false));
     assert!(p.list().is_empty());
+}
+
+#[tokio::test]
+async fn an_evicted_model_falls_asleep_counts_its_bytes_and_wakes_from_them() {
+    let (p, loader) = pool(100, &plain(&["s60", "b50"]), Duration::from_millis(10));
+    drop(p.acquire("s60", None).await.unwrap());
+    // b50 needs room: s60 falls asleep, keeping 6 bytes, which still count.
+    drop(p.acquire("b50", None).await.unwrap());
+    assert_eq!(resident(&p), ["b50"]);
+    assert_eq!(asleep(&p), [("s60".to_string(), 6)]);
+    assert_eq!(p.used(), 56);
+    assert_eq!(p.counters().evictions.load(Ordering::Relaxed), 1);
+    assert!(loader.woken.lock().unwrap().is_empty());
+    // Loading it again starts from what it left; b50 leaves nothing and goes.
+    drop(p.acquire("s60", None).await.unwrap());
+    assert_eq!(*loader.woken.lock().unwrap(), ["s60"]);
+    assert_eq!(p.counters().wakes.load(Ordering::Relaxed), 1);
+    assert_eq!(resident(&p), ["s60"]);
+    assert!(asleep(&p).is_empty(), "awake again, its part is in its bytes");
+    assert_eq!(p.used(), 60);
+}
+
+#[tokio::test]
+async fn asleep_models_make_room_least_recently_used_first() {
+    let (p, loader) = pool(100, &plain(&["s30", "s50", "a90", "a3"]), Duration::from_millis(10));
+    drop(p.acquire("s30", None).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    drop(p.acquire("s50", None).await.unwrap());
+    // 90 bytes: both fall asleep, and their 3 + 5 bytes still fit beside it.
+    drop(p.acquire("a90", None).await.unwrap());
+    assert_eq!(resident(&p), ["a90"]);
+    assert_eq!(asleep(&p), [("s30".to_string(), 3), ("s50".to_string(), 5)]);
+    assert_eq!(p.used(), 98);
+    // 3 more bytes: the least recently used asleep part (s30's) goes, nothing else.
+    drop(p.acquire("a3", None).await.unwrap());
+    assert_eq!(resident(&p), ["a3", "a90"]);
+    assert_eq!(asleep(&p), [("s50".to_string(), 5)]);
+    assert_eq!(p.used(), 98);
+    // A fresh load after that gets no asleep part.
+    p.unload("a90", false).unwrap();
+    drop(p.acquire("s30", None).await.unwrap());
+    assert!(loader.woken.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_model_that_just_fell_asleep_goes_too_when_its_part_is_in_the_way() {
+    let (p, _) = pool(100, &plain(&["s50", "a98"]), Duration::from_millis(10));
+    drop(p.acquire("s50", None).await.unwrap());
+    drop(p.acquire("a98", None).await.unwrap());
+    assert_eq!(resident(&p), ["a98"]);
+    assert!(asleep(&p).is_empty(), "5 bytes asleep would not fit beside 98");
+    assert_eq!(p.used(), 98);
+}
+
+#[tokio::test]
+async fn a_load_that_finds_no_room_keeps_the_asleep_part() {
+    let policies = vec![("s50", Policy::default()), ("p60", Policy { pin: true, keep_alive: None })];
+    let (p, loader) = pool(100, &policies, Duration::from_millis(20));
+    drop(p.acquire("s50", None).await.unwrap());
+    p.unload("s50", false).unwrap();
+    assert_eq!(asleep(&p), [("s50".to_string(), 5)]);
+    drop(p.acquire("p60", None).await.unwrap());
+    // 60 pinned + 50 > 100: refused, and the asleep part is still there (and counted).
+    assert!(matches!(p.acquire("s50", None).await, Err(PoolError::NoRoom { .. })));
+    assert_eq!(asleep(&p), [("s50".to_string(), 5)]);
+    assert_eq!(p.used(), 65);
+    assert!(loader.woken.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unload_puts_to_sleep_forget_drops_everything_and_keep_alive_puts_to_sleep() {
+    let policies = vec![("s40", Policy { keep_alive: Some(Duration::from_millis(20)), pin: false }), ("a10", Policy::default())];
+    let (p, _) = pool(100, &policies, Duration::from_millis(10));
+    drop(p.acquire("s40", None).await.unwrap());
+    assert_eq!(p.unload("s40", false), Ok(true));
+    assert_eq!(asleep(&p), [("s40".to_string(), 4)]);
+    assert_eq!(p.unload("s40", false), Ok(false), "already asleep: nothing more to free without forget");
+    assert_eq!(p.unload("s40", true), Ok(true));
+    assert!(p.list().is_empty());
+    // A model that leaves nothing is simply gone.
+    drop(p.acquire("a10", None).await.unwrap());
+    assert_eq!(p.unload("a10", false), Ok(true));
+    assert!(p.list().is_empty());
+    // Keep-alive: asleep, not gone.
+    drop(p.acquire("s40", None).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(p.expire(), 1);
+    assert_eq!(asleep(&p), [("s40".to_string(), 4)]);
+    assert_eq!(p.expire(), 0, "an asleep model does not expire again");
 }

@@ -39,7 +39,7 @@ impl Metrics {
         let queue_depth = IntGaugeVec::new(Opts::new("rightsize_queue_depth", "Sequences waiting for a slot"), &["model"]).unwrap();
         let running = IntGaugeVec::new(Opts::new("rightsize_running_sequences", "Sequences decoding"), &["model"]).unwrap();
         let resident_bytes = IntGaugeVec::new(Opts::new("rightsize_resident_bytes", "Bytes of resident models"), &["model"]).unwrap();
-        let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads, evictions and keep-alive expirations"), &["event"]).unwrap();
+        let pool_events = IntGaugeVec::new(Opts::new("rightsize_pool_events_total", "Model loads (wakes of asleep models among them), evictions and keep-alive expirations"), &["event"]).unwrap();
         let preemptions = IntGaugeVec::new(Opts::new("rightsize_preemptions_total", "Batch sequences preempted by interactive ones (since the model was loaded)"), &["model"]).unwrap();
         let prefix_tokens = IntGaugeVec::new(Opts::new("rightsize_prefix_cached_tokens_total", "Prompt tokens restored from cached prefix cells instead of computed (since the model was loaded)"), &["model"]).unwrap();
         let task_runs = IntCounterVec::new(Opts::new("rightsize_task_runs_total", "Task runs by answering tier and whether they escalated"), &["task", "tier", "escalated"]).unwrap();

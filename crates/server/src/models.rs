@@ -10,14 +10,34 @@ pub enum Loaded {
     Encoder { model: encoder::Encoder, bytes: u64 },
 }
 
+/// Bytes of a decoder on `model` with `kv` bytes of KV cache: the weights (mapped, and any
+/// repacked copy), the KV cache and the parsed vocabulary.
+fn decoder_bytes(model: &engine::Model, kv: u64) -> u64 {
+    model.info().weight_bytes + model.info().copied_weight_bytes + kv + model.overhead_bytes()
+}
+
 impl pool::Resident for Loaded {
+    /// A decoder leaves its parsed model (weight pages released, see `engine::Model`).
+    type Asleep = Arc<engine::Model>;
+
     fn bytes(&self) -> u64 {
         match self {
-            Loaded::Decoder(e) => e.info().weight_bytes + e.info().copied_weight_bytes + e.kv_cache_bytes(),
+            Loaded::Decoder(e) => decoder_bytes(e.model(), e.kv_cache_bytes()),
             Loaded::Encoder { bytes, .. } => *bytes,
         }
     }
+
+    fn asleep(&self) -> Option<(Arc<engine::Model>, u64)> {
+        match self {
+            Loaded::Decoder(e) if e.model().can_sleep() => Some((e.model().clone(), e.model().overhead_bytes())),
+            _ => None,
+        }
+    }
 }
+
+/// Parsed-vocabulary bytes assumed before a GGUF file is opened: a 152k-token vocabulary
+/// (Qwen2.5's) at `engine::model::ASLEEP_BYTES_PER_TOKEN`. The measured size replaces it.
+const VOCAB_ESTIMATE: u64 = 152_000 * engine::model::ASLEEP_BYTES_PER_TOKEN;
 
 /// Loads configured models from the cache.
 pub struct CacheLoader {
@@ -43,34 +63,53 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// An asleep model an engine for `path` with `cfg` may start on: the same file, unchanged on
+/// disk, loaded with the same weight settings.
+fn usable(asleep: &engine::Model, path: &std::path::Path, cfg: &engine::EngineConfig) -> bool {
+    asleep.info().path == path && asleep.loaded_with(cfg.n_gpu_layers, cfg.repack) && asleep.is_current()
+}
+
 impl pool::Loader<Loaded> for CacheLoader {
-    fn estimate(&self, id: &str) -> Result<u64, String> {
+    fn estimate(&self, id: &str, asleep: Option<&Arc<engine::Model>>) -> Result<u64, String> {
         let (m, path) = self.source(id)?;
+        if let Some(model) = asleep.filter(|a| usable(a, &path, &engine_config(m))) {
+            return Ok(decoder_bytes(model, m.ctx as u64 * m.max_sequences as u64 * model.info().kv_bytes_per_token()));
+        }
         let weights = dir_bytes(&path);
+        if !path.is_file() {
+            return Ok(weights);
+        }
         // KV estimate before the file is opened: ~28 KiB/token covers the 1.5B class;
         // the measured size replaces this once loaded.
-        let kv = if path.is_file() { m.ctx as u64 * m.max_sequences as u64 * 28 * 1024 } else { 0 };
-        Ok(weights + kv)
+        Ok(weights + m.ctx as u64 * m.max_sequences as u64 * 28 * 1024 + VOCAB_ESTIMATE)
     }
 
-    fn load(&self, id: &str) -> Result<Loaded, String> {
+    fn load(&self, id: &str, asleep: Option<Arc<engine::Model>>) -> Result<Loaded, String> {
         let (m, path) = self.source(id)?;
         if path.is_dir() {
             let model = encoder::Encoder::load(&path, encoder::EncoderOptions::default()).map_err(|e| e.to_string())?;
             return Ok(Loaded::Encoder { model, bytes: dir_bytes(&path) });
         }
-        let cfg = engine::EngineConfig {
-            n_ctx: m.ctx * m.max_sequences,
-            n_seq_max: m.max_sequences,
-            n_batch: 512.max(m.max_sequences),
-            n_threads: m.threads,
-            max_queue: m.max_queue,
-            max_queue_batch: m.max_queue_batch,
-            repack: m.repack,
-            prefix_cache: m.prefix_cache,
-            ..Default::default()
+        let cfg = engine_config(m);
+        let engine = match asleep.filter(|a| usable(a, &path, &cfg)) {
+            Some(model) => engine::Engine::start(model, cfg),
+            None => engine::Engine::load(&path, cfg),
         };
-        engine::Engine::load(&path, cfg).map(Loaded::Decoder).map_err(|e| e.to_string())
+        engine.map(Loaded::Decoder).map_err(|e| e.to_string())
+    }
+}
+
+fn engine_config(m: &ModelConfig) -> engine::EngineConfig {
+    engine::EngineConfig {
+        n_ctx: m.ctx * m.max_sequences,
+        n_seq_max: m.max_sequences,
+        n_batch: 512.max(m.max_sequences),
+        n_threads: m.threads,
+        max_queue: m.max_queue,
+        max_queue_batch: m.max_queue_batch,
+        repack: m.repack,
+        prefix_cache: m.prefix_cache,
+        ..Default::default()
     }
 }
 

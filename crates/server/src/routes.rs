@@ -6,7 +6,7 @@ use crate::generate::{self, Job, Shape};
 use crate::models::Loaded;
 use crate::openai::*;
 use crate::state::{AppState, Caller};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -325,7 +325,7 @@ async fn ps(State(state): State<AppState>) -> Json<serde_json::Value> {
                 _ => (0, 0),
             };
             json!({"id": r.id, "bytes": r.bytes, "in_use": r.in_use, "running": running, "queued": queued,
-                   "pinned": r.pinned, "idle_s": r.idle_s, "keep_alive_s": r.keep_alive_s, "loading": r.loading, "load_s": r.load_s})
+                   "pinned": r.pinned, "idle_s": r.idle_s, "keep_alive_s": r.keep_alive_s, "state": r.state, "loading": r.loading, "load_s": r.load_s})
         })
         .collect();
     Json(json!({"budget_bytes": state.pool.budget(), "used_bytes": state.pool.used(), "models": models}))
@@ -336,8 +336,15 @@ async fn load(State(state): State<AppState>, Path(id): Path<String>) -> Result<J
     Ok(Json(json!({"id": id, "loaded": true})))
 }
 
-async fn unload(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.pool.unload(&id) {
+#[derive(serde::Deserialize)]
+struct UnloadQuery {
+    /// Drop what an asleep model keeps too (its parsed vocabulary), not only weights and KV.
+    #[serde(default)]
+    forget: bool,
+}
+
+async fn unload(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<UnloadQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.pool.unload(&id, q.forget) {
         Ok(was) => Ok(Json(json!({"id": id, "unloaded": was}))),
         Err(pool::PoolError::Unknown(_)) => Err(ApiError::not_found_model(&id)),
         Err(e) => Err(ApiError::overloaded(e.to_string(), 1)),
@@ -346,7 +353,7 @@ async fn unload(State(state): State<AppState>, Path(id): Path<String>) -> Result
 
 async fn ready(State(state): State<AppState>) -> Response {
     // Ready when every pinned model is resident.
-    let resident: Vec<String> = state.pool.list().into_iter().filter(|r| !r.loading).map(|r| r.id).collect();
+    let resident: Vec<String> = state.pool.list().into_iter().filter(|r| r.state == pool::State::Ready).map(|r| r.id).collect();
     let missing: Vec<&str> = state.cfg.models.iter().filter(|m| m.pin && !resident.contains(&m.id)).map(|m| m.id.as_str()).collect();
     if missing.is_empty() {
         Json(json!({"status": "ready"})).into_response()
@@ -376,6 +383,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let c = state.pool.counters();
     use std::sync::atomic::Ordering::Relaxed;
     m.pool_events.with_label_values(&["load"]).set(c.loads.load(Relaxed) as i64);
+    m.pool_events.with_label_values(&["wake"]).set(c.wakes.load(Relaxed) as i64);
     m.pool_events.with_label_values(&["eviction"]).set(c.evictions.load(Relaxed) as i64);
     m.pool_events.with_label_values(&["expiration"]).set(c.expirations.load(Relaxed) as i64);
     ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response()

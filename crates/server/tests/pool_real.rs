@@ -1,14 +1,16 @@
-//! The memory budget on real models: eviction (LRU, never pinned, never in use), keep-alive,
-//! admin load/unload, and a bounded mixed load that stays within budget with no 5xx.
+//! The memory budget on real models: eviction (LRU, never pinned, never in use) to an asleep
+//! state that wakes with the same answers, keep-alive, admin load/unload (and forget), and a
+//! bounded mixed load that stays within budget with no 5xx.
 
 mod common;
 use common::TestServer;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-// Sizes: SmolLM2-135M ≈ 98 MB weights + 2×512 cells × 23 KB KV ≈ 122 MB; Qwen2.5-0.5B is
-// estimated at 491 MB + 2×512 × 28 KiB ≈ 521 MB before loading (≈ 504 MB measured); MiniLM
-// ≈ 91 MB. 615 MB holds Qwen + MiniLM, or SmolLM2 + MiniLM, never SmolLM2 + Qwen.
+// Sizes (weights + KV + parsed vocabulary): SmolLM2-135M ≈ 98 MB + 2×2048 cells × 23 KB +
+// 19 MB ≈ 211 MB, 19 MB of it while asleep; Qwen2.5-0.5B is estimated at 491 MB + 2×512 ×
+// 28 KiB + 58 MB ≈ 578 MB before loading (556 MB measured, 58 MB asleep); MiniLM ≈ 91 MB.
+// 720 MB holds Qwen + MiniLM + SmolLM2 asleep, or SmolLM2 + MiniLM, never SmolLM2 + Qwen.
 fn config(pin_smol: bool) -> String {
     config_with(pin_smol, 2)
 }
@@ -16,11 +18,11 @@ fn config(pin_smol: bool) -> String {
 fn config_with(pin_smol: bool, load_wait_s: u64) -> String {
     format!(
         r#"
-memory_budget = "615MB"
+memory_budget = "720MB"
 load_wait_s = {load_wait_s}
 [[model]]
 id = "smollm2-135m"
-ctx = 512
+ctx = 2048
 max_sequences = 2
 pin = {pin_smol}
 [[model]]
@@ -33,10 +35,16 @@ id = "minilm-l6"
     )
 }
 
+fn model<'a>(ps: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    ps["models"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("{id} not in {ps}"))
+}
+
 #[test]
 fn lru_eviction_within_budget_and_admin_endpoints() {
     let s = TestServer::start(&config(false));
-    assert_eq!(s.chat("smollm2-135m", "Hi", json!({})).status(), 200);
+    let hi = s.chat("smollm2-135m", "Hi", json!({}));
+    assert_eq!(hi.status(), 200);
+    let hi: serde_json::Value = hi.json().unwrap();
     let emb = TestServer::client().post(format!("{}/v1/embeddings", s.base)).json(&json!({"model": "minilm-l6", "input": "hello"})).send().unwrap();
     assert_eq!(emb.status(), 200);
     let mut r = s.resident();
@@ -51,15 +59,30 @@ fn lru_eviction_within_budget_and_admin_endpoints() {
     let mut r = s.resident();
     r.sort();
     assert_eq!(r, vec!["minilm-l6", "qwen2.5-0.5b"]);
+    // SmolLM2 fell asleep: only its parsed vocabulary stays (~19 MB of its ~211), counted.
     let ps = s.ps();
+    println!("{ps}");
+    let smol = model(&ps, "smollm2-135m");
+    assert_eq!(smol["state"], "asleep", "{ps}");
+    assert!(smol["bytes"].as_u64().unwrap() < 30_000_000, "{ps}");
     assert!(ps["used_bytes"].as_u64().unwrap() <= ps["budget_bytes"].as_u64().unwrap(), "{ps}");
     let metrics = TestServer::client().get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
     assert!(metrics.contains(r#"rightsize_pool_events_total{event="eviction"} 1"#), "{metrics}");
-    // Admin unload / load.
+    assert!(metrics.contains(r#"rightsize_pool_events_total{event="wake"} 0"#), "{metrics}");
+    // Woken for the next request (Qwen and MiniLM make room): the same answer as before.
+    let again: serde_json::Value = s.chat("smollm2-135m", "Hi", json!({})).json().unwrap();
+    assert_eq!(again["choices"][0]["message"]["content"], hi["choices"][0]["message"]["content"]);
+    assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "ready");
+    let metrics = TestServer::client().get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
+    assert!(metrics.contains(r#"rightsize_pool_events_total{event="wake"} 1"#), "{metrics}");
+    // Admin unload (asleep), unload with forget (gone), load.
     let c = TestServer::client();
-    let u: serde_json::Value = c.post(format!("{}/admin/models/qwen2.5-0.5b/unload", s.base)).send().unwrap().json().unwrap();
+    let u: serde_json::Value = c.post(format!("{}/admin/models/smollm2-135m/unload", s.base)).send().unwrap().json().unwrap();
     assert_eq!(u["unloaded"], true);
-    assert_eq!(s.resident(), vec!["minilm-l6"]);
+    assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "asleep");
+    let u: serde_json::Value = c.post(format!("{}/admin/models/smollm2-135m/unload?forget=true", s.base)).send().unwrap().json().unwrap();
+    assert_eq!(u["unloaded"], true);
+    assert!(!s.ps()["models"].as_array().unwrap().iter().any(|m| m["id"] == "smollm2-135m"));
     assert_eq!(c.post(format!("{}/admin/models/smollm2-135m/load", s.base)).send().unwrap().status(), 200);
     assert!(s.resident().contains(&"smollm2-135m".to_string()));
     assert_eq!(c.post(format!("{}/admin/models/nope/load", s.base)).send().unwrap().status(), 404);
@@ -83,7 +106,7 @@ fn pinned_model_is_never_evicted_so_the_other_gets_503() {
 }
 
 #[test]
-fn keep_alive_unloads_idle_models() {
+fn keep_alive_puts_idle_models_to_sleep() {
     let s = TestServer::start(&config(false));
     assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "1s"})).status(), 200);
     assert!(s.resident().contains(&"smollm2-135m".to_string()));
@@ -93,6 +116,8 @@ fn keep_alive_unloads_idle_models() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(t0.elapsed() >= Duration::from_millis(500));
+    // Expired means asleep: weights and KV freed, the parsed vocabulary kept.
+    assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "asleep");
     // Bad keep_alive is a 400.
     assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "soon"})).status(), 400);
 }

@@ -170,7 +170,7 @@ pub fn ps(r: RemoteArgs) -> Result<()> {
             m["queued"],
             m["pinned"],
             m["idle_s"].as_f64().unwrap_or(0.0),
-            if m["loading"].as_bool().unwrap_or(false) { "loading" } else { "ready" }
+            m["state"].as_str().unwrap_or("")
         );
     }
     Ok(())
@@ -182,8 +182,8 @@ pub fn load(r: RemoteArgs, model: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn unload(r: RemoteArgs, model: &str) -> Result<()> {
-    let v = call(&r, reqwest::Method::POST, &format!("/admin/models/{model}/unload"))?;
+pub fn unload(r: RemoteArgs, model: &str, forget: bool) -> Result<()> {
+    let v = call(&r, reqwest::Method::POST, &format!("/admin/models/{model}/unload?forget={forget}"))?;
     println!("{model} {}", if v["unloaded"].as_bool().unwrap_or(false) { "unloaded" } else { "was not resident" });
     Ok(())
 }

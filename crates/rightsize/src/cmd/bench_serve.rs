@@ -4,7 +4,9 @@
 //!    and, with `--peer`, `llama-server -np 16`: aggregate tokens/s and p95 latency.
 //! 2. Interactive time-to-first-token (a `max_tokens: 1` request) idle, and while a flood of
 //!    batch requests keeps every slot busy.
-//! 3. Cold switch: TTFT of SmolLM2-135M right after it was unloaded (load included).
+//! 3. Cold switch: TTFT of SmolLM2-135M right after it was unloaded (load included): asleep
+//!    (the default unload: the parsed model stays, weights and KV go), with nothing kept
+//!    (`unload?forget=true`: a full load), and asleep with the prompt-prefix cache on.
 //! 4. Gateway overhead: per request, the client's HTTP latency minus the engine's own time
 //!    (`x-rightsize-engine-ms`), p50/p95 over 200 tiny requests; and the same request in-process.
 
@@ -55,7 +57,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let path = supply::resolve_model(&cache, &model)?;
     let threads = if args.engine.threads == 0 { engine::default_threads() } else { args.engine.threads };
     let toml = format!(
-        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprefix_cache = true\n",
+        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\n[[model]]\nid = \"switch-smollm2-prefix\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprefix_cache = true\n",
         ctx = gen + 128
     );
     let cfg = server::ServerConfig::from_toml(&toml)?;
@@ -116,17 +118,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let flood_codes: Vec<u16> = flood.into_iter().map(|h| h.join().unwrap_or(0)).collect();
     anyhow::ensure!(flood_codes.iter().all(|&c| c == 200), "batch flood failed: {flood_codes:?}");
 
-    // 3. Cold switch to SmolLM2-135M. The first switch finds nothing cached; the second
-    //    captures the chat template's preamble (a prefix is cached the second time it is
-    //    seen); later ones restore it, as for any model used before in this process.
-    let mut switch = Vec::new();
-    for _ in 0..6 {
-        c.post(format!("{base}/admin/models/switch-smollm2/unload")).send()?;
-        let t = tiny_with(&tc, &base, "switch-smollm2", "interactive")?;
-        eprintln!("cold switch: {:.1} ms client, {} (server-timing; lease includes the load)", t.ms, t.timing);
-        switch.push(t.ms);
-    }
-
+    // 3. Cold switch to SmolLM2-135M: unloaded with nothing kept (a full load each time; the
+    //    first in this process also pays one-time costs), then asleep (the default unload),
+    //    then asleep with the prompt-prefix cache (the first two requests capture it).
+    let switch = |id: &str, forget: bool, n: usize| -> Result<Vec<f64>> {
+        (0..n)
+            .map(|_| {
+                c.post(format!("{base}/admin/models/{id}/unload?forget={forget}")).send()?;
+                let t = tiny_with(&tc, &base, id, "interactive")?;
+                eprintln!("cold switch {id} (forget={forget}): {:.1} ms client, {} (server-timing; lease includes the load)", t.ms, t.timing);
+                Ok(t.ms)
+            })
+            .collect()
+    };
+    let fresh = switch("switch-smollm2", true, 4)?;
+    let asleep = switch("switch-smollm2", false, 10)?;
+    let cached = switch("switch-smollm2-prefix", false, 7)?;
     // 4. Gateway overhead: the same request in-process vs over HTTP.
     let http: Vec<Tiny> = (0..200).map(|_| tiny_with(&tc, &base, "switch-smollm2", "interactive")).collect::<Result<_>>()?;
     let overhead: Vec<f64> = http.iter().filter_map(|t| t.engine_ms.map(|e| t.ms - e)).collect();
@@ -156,8 +163,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("| p95 latency, ms | {:.0} | {:.0} | {} |", ours.latency_ms.p95, pl, ratio(ours.latency_ms.p95, pl));
     println!("| interactive TTFT p95 idle, ms | {:.1} | | |", p(&idle, 95.0));
     println!("| interactive TTFT p95 under batch flood, ms | {:.1} | | {} of idle |", p(&busy, 95.0), ratio(p(&busy, 95.0), p(&idle, 95.0)));
-    println!("| cold switch to SmolLM2-135M, first in this process (no prefix cached), ms | {:.0} | | |", switch[0]);
-    println!("| cold switch to SmolLM2-135M, used before (prompt prefix cached), median of {}, ms | {:.0} | | |", switch.len() - 2, p(&switch[2..], 50.0));
+    let med = |v: &[f64]| p(v, 50.0);
+    println!("| cold switch to SmolLM2-135M, asleep (default unload/eviction), median of {}, ms | {:.0} | | |", asleep.len(), med(&asleep));
+    println!("| cold switch to SmolLM2-135M, nothing kept (`unload --forget`), median of {} / first in process, ms | {:.0} / {:.0} | | |", fresh.len() - 1, med(&fresh[1..]), fresh[0]);
+    println!("| cold switch to SmolLM2-135M, asleep + prompt-prefix cache, median of {}, ms | {:.0} | | |", cached.len() - 2, med(&cached[2..]));
     println!("| tiny request p50 over HTTP / in-process, ms | {:.2} / {:.2} | | |", p(&http, 50.0), p(&inproc, 50.0));
     println!(
         "| gateway overhead per request (HTTP latency - engine time), {} requests: p50 / p95, ms | {:.2} / {:.2} | | |",

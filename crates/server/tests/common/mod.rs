@@ -76,7 +76,7 @@ impl TestServer {
     }
 
     pub fn resident(&self) -> Vec<String> {
-        self.ps()["models"].as_array().unwrap().iter().filter(|m| !m["loading"].as_bool().unwrap()).map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+        self.ps()["models"].as_array().unwrap().iter().filter(|m| m["state"] == "ready").map(|m| m["id"].as_str().unwrap().to_owned()).collect()
     }
 
     pub fn chat(&self, model: &str, content: &str, extra: serde_json::Value) -> reqwest::blocking::Response {
