@@ -42,6 +42,10 @@ pub trait Loader<M: Resident>: Send + Sync + 'static {
     fn estimate(&self, id: &str, asleep: Option<&M::Asleep>) -> Result<u64, String>;
     /// Load `id`, starting from `asleep` when given.
     fn load(&self, id: &str, asleep: Option<M::Asleep>) -> Result<M, String>;
+    /// What `id` would leave asleep, made without loading it whole (see [`Pool::prepare`]).
+    fn prepare(&self, _id: &str) -> Result<Option<(M::Asleep, u64)>, String> {
+        Ok(None)
+    }
 }
 
 /// Per-model residency policy.
@@ -349,6 +353,37 @@ impl<M: Resident> Pool<M> {
                 Err(e)
             }
         }
+    }
+
+    /// Put `id` asleep without loading it whole (e.g. at start-up), so its first use is a
+    /// wake. Nothing happens if it is already in the pool, leaves nothing asleep, or its
+    /// asleep bytes do not fit in the budget as it is now (nothing is evicted for it).
+    /// Returns whether it was put asleep.
+    pub async fn prepare(&self, id: &str) -> Result<bool, PoolError> {
+        if !self.knows(id) {
+            return Err(PoolError::Unknown(id.to_owned()));
+        }
+        if self.inner.entries.lock().expect("poisoned").contains_key(id) {
+            return Ok(false);
+        }
+        let loader = self.inner.loader.clone();
+        let owned = id.to_owned();
+        let made = tokio::task::spawn_blocking(move || loader.prepare(&owned))
+            .await
+            .map_err(|e| PoolError::LoadFailed { id: id.into(), reason: format!("prepare task failed: {e}") })?
+            .map_err(|reason| PoolError::LoadFailed { id: id.into(), reason })?;
+        let Some((kept, bytes)) = made else { return Ok(false) };
+        let refused = {
+            let mut entries = self.inner.entries.lock().expect("poisoned");
+            if entries.contains_key(id) || used_bytes(&entries) + bytes > self.inner.budget {
+                Some(kept)
+            } else {
+                let now = Instant::now();
+                entries.insert(id.to_owned(), Entry::Asleep(Asleep { kept, bytes, last_used: now, since: now }));
+                None
+            }
+        };
+        Ok(refused.is_none()) // a refused part is freed here, outside the lock
     }
 
     /// Load without using (admin `load`).

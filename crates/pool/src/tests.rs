@@ -41,6 +41,9 @@ impl Loader<Fake> for FakeLoader {
         }
         Ok(Fake { id: id.to_owned(), bytes: size(id) })
     }
+    fn prepare(&self, id: &str) -> Result<Option<(String, u64)>, String> {
+        Ok(id.starts_with('s').then(|| (id.to_owned(), size(id) / 10)))
+    }
 }
 
 /// Ids carry their size: "a40" is 40 bytes.
@@ -247,4 +250,24 @@ async fn unload_puts_to_sleep_forget_drops_everything_and_keep_alive_puts_to_sle
     assert_eq!(p.expire(), 1);
     assert_eq!(asleep(&p), [("s40".to_string(), 4)]);
     assert_eq!(p.expire(), 0, "an asleep model does not expire again");
+}
+
+#[tokio::test]
+async fn prepared_models_start_asleep_and_their_first_use_is_a_wake() {
+    let policies = vec![("s40", Policy::default()), ("a10", Policy::default()), ("p90", Policy { pin: true, keep_alive: None }), ("s200", Policy::default())];
+    let (p, loader) = pool(100, &policies, Duration::from_millis(10));
+    assert_eq!(p.prepare("s40").await, Ok(true));
+    assert_eq!(asleep(&p), [("s40".to_string(), 4)]);
+    assert_eq!(loader.loads.load(Ordering::SeqCst), 0, "prepared, not loaded");
+    assert_eq!(p.prepare("s40").await, Ok(false), "already there");
+    assert_eq!(p.prepare("a10").await, Ok(false), "leaves nothing asleep");
+    assert!(matches!(p.prepare("nope").await, Err(PoolError::Unknown(_))));
+    drop(p.acquire("s40", None).await.unwrap());
+    assert_eq!(*loader.woken.lock().unwrap(), ["s40"]);
+    // Nothing is evicted to prepare: with 90 pinned bytes, 20 asleep ones do not fit.
+    p.unload("s40", true).unwrap();
+    drop(p.acquire("p90", None).await.unwrap());
+    assert_eq!(p.prepare("s200").await, Ok(false));
+    assert_eq!(resident(&p), ["p90"]);
+    assert!(asleep(&p).is_empty());
 }

@@ -139,6 +139,11 @@ pub struct ModelConfig {
     /// so task thresholds calibrated without it should be re-checked (`rightsize eval`).
     #[serde(default)]
     pub prefix_cache: bool,
+    /// Parse the model file when the server starts and keep it asleep (weights and KV not
+    /// resident; the parsed vocabulary, ~15–40 MiB, counted in the budget), so even its first
+    /// request skips llama.cpp's file parse. Off by default: models load on first use.
+    #[serde(default)]
+    pub prepare: bool,
 }
 
 fn default_bind() -> String {

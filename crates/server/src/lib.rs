@@ -87,6 +87,20 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdo
             }
         });
     }
+    let prepare: Vec<String> = state.cfg.models.iter().filter(|m| m.prepare && !m.pin).map(|m| m.id.clone()).collect();
+    if !prepare.is_empty() {
+        let pool = state.pool.clone();
+        tokio::spawn(async move {
+            // One after another: parsing is CPU work, and requests come first.
+            for id in prepare {
+                match pool.prepare(&id).await {
+                    Ok(true) => tracing::info!(model = %id, "prepared: parsed and asleep"),
+                    Ok(false) => tracing::info!(model = %id, "not prepared (already in the pool, no room, or nothing to keep)"),
+                    Err(e) => tracing::error!(model = %id, error = %e, "could not prepare a model"),
+                }
+            }
+        });
+    }
     // Every request gets an id (echoed as `x-request-id`) that its log lines carry.
     let app = router(state).layer(
         tower::ServiceBuilder::new()

@@ -97,6 +97,21 @@ impl pool::Loader<Loaded> for CacheLoader {
         };
         engine.map(Loaded::Decoder).map_err(|e| e.to_string())
     }
+
+    fn prepare(&self, id: &str) -> Result<Option<(Arc<engine::Model>, u64)>, String> {
+        let (m, path) = self.source(id)?;
+        if !path.is_file() {
+            return Ok(None); // encoders load in ~100 ms; nothing to keep
+        }
+        let cfg = engine_config(m);
+        let model = engine::Model::load(&path, cfg.n_gpu_layers, cfg.repack).map_err(|e| e.to_string())?;
+        if !model.can_sleep() {
+            return Ok(None);
+        }
+        model.release_pages();
+        let bytes = model.overhead_bytes();
+        Ok(Some((Arc::new(model), bytes)))
+    }
 }
 
 fn engine_config(m: &ModelConfig) -> engine::EngineConfig {

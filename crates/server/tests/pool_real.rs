@@ -160,3 +160,28 @@ fn bounded_mixed_load_has_no_unexpected_5xx_and_stays_in_budget() {
     let ps = s.ps();
     assert!(ps["used_bytes"].as_u64().unwrap() <= ps["budget_bytes"].as_u64().unwrap(), "{ps}");
 }
+
+#[test]
+fn a_prepared_model_starts_asleep_and_its_first_request_wakes_it() {
+    let s = TestServer::start("memory_budget = \"2GB\"\n[[model]]\nid = \"smollm2-135m\"\nctx = 512\nmax_sequences = 2\nprepare = true\n");
+    // Prepared in the background after start: parsed, weights released, asleep.
+    let t0 = Instant::now();
+    while s.ps()["models"].as_array().unwrap().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never prepared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ps = s.ps();
+    let smol = model(&ps, "smollm2-135m");
+    assert_eq!(smol["state"], "asleep", "{ps}");
+    assert!(smol["bytes"].as_u64().unwrap() < 30_000_000, "{ps}");
+    let r = s.chat("smollm2-135m", "Hi", json!({}));
+    assert_eq!(r.status(), 200);
+    let first: serde_json::Value = r.json().unwrap();
+    assert!(first["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "ready");
+    // The same request again on the awake model: the same answer.
+    let again: serde_json::Value = s.chat("smollm2-135m", "Hi", json!({})).json().unwrap();
+    assert_eq!(again["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
+    let metrics = TestServer::client().get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
+    assert!(metrics.contains(r#"rightsize_pool_events_total{event="wake"} 1"#), "{metrics}");
+}

@@ -6,7 +6,8 @@
 //!    batch requests keeps every slot busy.
 //! 3. Cold switch: TTFT of SmolLM2-135M right after it was unloaded (load included): asleep
 //!    (the default unload: the parsed model stays, weights and KV go), with nothing kept
-//!    (`unload?forget=true`: a full load), and asleep with the prompt-prefix cache on.
+//!    (`unload?forget=true`: a full load), asleep with the prompt-prefix cache on, and the
+//!    first request to a model prepared at start (`prepare = true`).
 //! 4. Gateway overhead: per request, the client's HTTP latency minus the engine's own time
 //!    (`x-rightsize-engine-ms`), p50/p95 over 200 tiny requests; and the same request in-process.
 
@@ -57,7 +58,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let path = supply::resolve_model(&cache, &model)?;
     let threads = if args.engine.threads == 0 { engine::default_threads() } else { args.engine.threads };
     let toml = format!(
-        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\n[[model]]\nid = \"switch-smollm2-prefix\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprefix_cache = true\n",
+        "memory_budget = \"90%\"\nrequest_timeout_s = 600\n[[model]]\nid = \"{model}\"\nmax_sequences = {clients}\nctx = {ctx}\nmax_queue = 256\nthreads = {threads}\npin = true\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\n[[model]]\nid = \"switch-smollm2-prefix\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprefix_cache = true\n[[model]]\nid = \"switch-smollm2-prepared\"\nsource = \"smollm2-135m\"\nmax_sequences = 4\nctx = 1024\nprepare = true\n",
         ctx = gen + 128
     );
     let cfg = server::ServerConfig::from_toml(&toml)?;
@@ -131,6 +132,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             })
             .collect()
     };
+    // A prepared model (parsed at start, asleep): its first request ever is a wake.
+    let t0 = Instant::now();
+    while !c.get(format!("{base}/admin/models")).send()?.json::<serde_json::Value>()?["models"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["id"] == "switch-smollm2-prepared" && m["state"] == "asleep"))
+    {
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(60), "switch-smollm2-prepared was never prepared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let prepared = tiny_with(&tc, &base, "switch-smollm2-prepared", "interactive")?;
+    eprintln!("first request to a prepared model: {:.1} ms client, {}", prepared.ms, prepared.timing);
     let fresh = switch("switch-smollm2", true, 4)?;
     let asleep = switch("switch-smollm2", false, 10)?;
     let cached = switch("switch-smollm2-prefix", false, 7)?;
@@ -167,6 +179,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("| cold switch to SmolLM2-135M, asleep (default unload/eviction), median of {}, ms | {:.0} | | |", asleep.len(), med(&asleep));
     println!("| cold switch to SmolLM2-135M, nothing kept (`unload --forget`), median of {} / first in process, ms | {:.0} / {:.0} | | |", fresh.len() - 1, med(&fresh[1..]), fresh[0]);
     println!("| cold switch to SmolLM2-135M, asleep + prompt-prefix cache, median of {}, ms | {:.0} | | |", cached.len() - 2, med(&cached[2..]));
+    println!("| first request ever to a prepared SmolLM2-135M (`prepare = true`: parsed at start, asleep), ms | {:.0} | | |", prepared.ms);
     println!("| tiny request p50 over HTTP / in-process, ms | {:.2} / {:.2} | | |", p(&http, 50.0), p(&inproc, 50.0));
     println!(
         "| gateway overhead per request (HTTP latency - engine time), {} requests: p50 / p95, ms | {:.2} / {:.2} | | |",

@@ -1,0 +1,79 @@
+//! `rightsize ps | load | unload [--forget]` against a running `rightsize serve` (the real
+//! binary, SmolLM2-135M): a loaded model is ready, unloaded it is asleep (a few MiB of
+//! parsed vocabulary, weights and KV freed), forgotten it is gone; unknown models fail clearly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rightsize");
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rightsize(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run rightsize");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `rightsize ps`'s row for `model`, split into columns (None when it is not listed).
+fn ps_row(url: &str, model: &str) -> Option<Vec<String>> {
+    let (ok, out, err) = rightsize(&["ps", "--url", url]);
+    assert!(ok, "{err}");
+    assert!(out.lines().nth(1).is_some_and(|h| h.contains("STATE")), "{out}");
+    out.lines().find(|l| l.split_whitespace().next() == Some(model)).map(|l| l.split_whitespace().map(str::to_owned).collect())
+}
+
+#[test]
+fn ps_load_unload_and_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rightsize.toml");
+    let db = dir.path().join("rs.db");
+    std::fs::write(&config, format!("store = \"{}\"\n[[model]]\nid = \"smollm2-135m\"\nmax_sequences = 2\nctx = 512\n", db.display())).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let _serve = Serve(
+        Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap(), "--bind", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while !rightsize(&["ps", "--url", &url]).0 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "server not up: {}", std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ps_row(&url, "smollm2-135m"), None, "models load on first use");
+
+    let (ok, out, err) = rightsize(&["load", "smollm2-135m", "--url", &url]);
+    assert!(ok && out.contains("smollm2-135m loaded"), "{out}{err}");
+    let row = ps_row(&url, "smollm2-135m").unwrap();
+    assert_eq!(row.last().unwrap(), "ready", "{row:?}");
+    let ready_mib: f64 = row[1].parse().unwrap();
+
+    let (ok, out, _) = rightsize(&["unload", "smollm2-135m", "--url", &url]);
+    assert!(ok && out.contains("smollm2-135m unloaded"), "{out}");
+    let row = ps_row(&url, "smollm2-135m").unwrap();
+    assert_eq!(row.last().unwrap(), "asleep", "{row:?}");
+    let asleep_mib: f64 = row[1].parse().unwrap();
+    assert!(asleep_mib > 0.0 && asleep_mib * 4.0 < ready_mib, "asleep {asleep_mib} MiB vs ready {ready_mib} MiB");
+
+    let (ok, out, _) = rightsize(&["unload", "smollm2-135m", "--forget", "--url", &url]);
+    assert!(ok && out.contains("smollm2-135m unloaded"), "{out}");
+    assert_eq!(ps_row(&url, "smollm2-135m"), None);
+    let (ok, out, _) = rightsize(&["unload", "smollm2-135m", "--url", &url]);
+    assert!(ok && out.contains("was not resident"), "{out}");
+
+    let (ok, _, err) = rightsize(&["unload", "nope", "--url", &url]);
+    assert!(!ok && err.contains("404") && err.contains("nope"), "{err}");
+}
