@@ -1,5 +1,6 @@
 //! Loading a GGUF model (memory-mapped: no copy of the weights) and reading what the file says
-//! about itself: architecture, context length, chat template, special tokens.
+//! about itself: architecture, context length, chat template, special tokens. A loaded
+//! [`Model`] outlives its engines and can sleep between them.
 
 use crate::{mapping, template::ChatTemplate, EngineError};
 use llama_cpp_2::{llama_backend::LlamaBackend, model::params::LlamaModelParams, model::LlamaModel, token::LlamaToken};
@@ -18,7 +19,7 @@ use std::{cell::Cell, io::Read, path::Path, path::PathBuf};
 /// vocabulary on 2 cores), while a context is ~10 ms. A pool that evicts an engine can keep
 /// its `Model` **asleep**: the weight pages are handed back to the kernel
 /// ([`Model::release_pages`], done by the last engine to stop) and only the parsed vocabulary
-/// stays ([`Model::overhead_bytes`], ~15–40 MiB), so the next engine on it starts in
+/// stays (12–38 MiB measured, counted by [`Model::overhead_bytes`]), so the next engine on it starts in
 /// milliseconds and computes exactly what a fresh load would (same tensors, same kernels).
 pub struct Model {
     llama: LlamaModel,
@@ -36,7 +37,8 @@ pub struct Model {
 
 /// Host memory a parsed model holds besides its weights, per vocabulary entry: llama.cpp's
 /// token table, text-to-id map, BPE merge ranks and piece cache. Measured with the allocator
-/// (`engine/tests/sleep.rs`): 314 B for SmolLM2 (49k tokens), 277 B for Qwen2.5 (152k).
+/// (`engine/tests/sleep.rs`, glibc's `mallinfo2` around a load): 262–314 B for SmolLM2 (49k
+/// tokens) and Qwen2.5 (152k).
 pub const ASLEEP_BYTES_PER_TOKEN: u64 = 384;
 
 fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
