@@ -498,7 +498,7 @@ impl<M: Resident> Pool<M> {
                     state: State::Asleep,
                     bytes: a.bytes,
                     in_use: 0,
-                    pinned: false,
+                    pinned: self.inner.policies.get(id).is_some_and(|p| p.pin),
                     idle_s: now.duration_since(a.last_used).as_secs_f64(),
                     keep_alive_s: None,
                     resident_s: now.duration_since(a.since).as_secs_f64(),

@@ -166,9 +166,9 @@ pub fn ps(r: RemoteArgs) -> Result<()> {
             "{:<16} {:>10} {:>8} {:>7} {:>7} {:>8.0}s {:>7}",
             m["id"].as_str().unwrap_or(""),
             mb(&m["bytes"]),
-            m["running"],
-            m["queued"],
-            m["pinned"],
+            m["running"].as_u64().unwrap_or(0),
+            m["queued"].as_u64().unwrap_or(0),
+            m["pinned"].as_bool().unwrap_or(false),
             m["idle_s"].as_f64().unwrap_or(0.0),
             m["state"].as_str().unwrap_or("")
         );
