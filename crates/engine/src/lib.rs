@@ -172,7 +172,11 @@ impl Engine {
         let per_seq = if config.kv_unified { n_ctx } else { n_ctx / config.n_seq_max }.min(info.context_length) as usize;
         let stats = Arc::new(EngineStats::default());
         let layout = format!("fa={:?};gpu={};unified={}", config.flash_attn, config.n_gpu_layers, config.kv_unified);
-        let prefix_scope = if config.prefix_cache { prefix::Scope::new(&path, layout) } else { None };
+        // Keyed by the file as this model was loaded from it, not as it is on disk now.
+        let prefix_scope = config.prefix_cache.then(|| {
+            let (len, modified) = model.file_stamp();
+            prefix::Scope::new(&path, len, modified, layout)
+        });
         let kv_bytes_per_token = info.kv_bytes_per_token() as usize;
         let shared = Arc::new(Shared {
             model,

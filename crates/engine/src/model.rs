@@ -87,6 +87,11 @@ impl Model {
         stamp(&self.info.path) == self.stamp
     }
 
+    /// The file's length and modification time when it was loaded.
+    pub fn file_stamp(&self) -> (u64, Option<SystemTime>) {
+        self.stamp
+    }
+
     /// Whether the model can sleep: every weight lives in the file mapping (no GPU layers,
     /// nothing repacked) and the mapping was found.
     pub fn can_sleep(&self) -> bool {

@@ -43,9 +43,9 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn new(path: &Path, layout: String) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Self { path: path.to_owned(), len: meta.len(), modified: meta.modified().ok(), layout })
+    /// The file as the model was loaded from it (`len`, `modified`: see `Model::file_stamp`).
+    pub fn new(path: &Path, len: u64, modified: Option<std::time::SystemTime>, layout: String) -> Self {
+        Self { path: path.to_owned(), len, modified, layout }
     }
 }
 

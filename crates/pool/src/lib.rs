@@ -201,7 +201,6 @@ pub struct ResidentInfo {
     /// Seconds in this state.
     pub resident_s: f64,
     pub load_s: f64,
-    pub loading: bool,
 }
 
 impl<M: Resident> Pool<M> {
@@ -260,19 +259,16 @@ impl<M: Resident> Pool<M> {
                     }
                     Some(Entry::Loading { done, .. }) => Step::Wait(done.clone()),
                     Some(Entry::Asleep(_)) | None => {
-                        // What the last eviction left is taken out first: the load replaces its bytes.
+                        let kept = match entries.get(id) {
+                            Some(Entry::Asleep(a)) => Some(&a.kept),
+                            _ => None,
+                        };
+                        let need = self.inner.loader.estimate(id, kept).map_err(|reason| PoolError::LoadFailed { id: id.into(), reason })?;
+                        // What the last eviction left is taken out for the room check (the
+                        // load replaces its bytes), and put back if there is no room.
                         let asleep = match entries.remove(id) {
                             Some(Entry::Asleep(a)) => Some(a),
                             _ => None,
-                        };
-                        let need = match self.inner.loader.estimate(id, asleep.as_ref().map(|a| &a.kept)) {
-                            Ok(n) => n,
-                            Err(reason) => {
-                                if let Some(a) = asleep {
-                                    entries.insert(id.to_owned(), Entry::Asleep(a));
-                                }
-                                return Err(PoolError::LoadFailed { id: id.into(), reason });
-                            }
                         };
                         match make_room(&mut entries, need, self.inner.budget, &mut evicted) {
                             Ok(()) => {
@@ -491,7 +487,6 @@ impl<M: Resident> Pool<M> {
                     keep_alive_s: s.keep_alive.lock().expect("poisoned").map(|d| d.as_secs_f64()),
                     resident_s: now.duration_since(s.loaded_at).as_secs_f64(),
                     load_s: s.load_time.as_secs_f64(),
-                    loading: false,
                 },
                 Entry::Asleep(a) => ResidentInfo {
                     id: id.clone(),
@@ -503,7 +498,6 @@ impl<M: Resident> Pool<M> {
                     keep_alive_s: None,
                     resident_s: now.duration_since(a.since).as_secs_f64(),
                     load_s: 0.0,
-                    loading: false,
                 },
                 Entry::Loading { estimate, .. } => ResidentInfo {
                     id: id.clone(),
@@ -515,7 +509,6 @@ impl<M: Resident> Pool<M> {
                     keep_alive_s: None,
                     resident_s: 0.0,
                     load_s: 0.0,
-                    loading: true,
                 },
             })
             .collect();

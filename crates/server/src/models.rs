@@ -72,8 +72,10 @@ fn usable(asleep: &engine::Model, path: &std::path::Path, cfg: &engine::EngineCo
 impl pool::Loader<Loaded> for CacheLoader {
     fn estimate(&self, id: &str, asleep: Option<&Arc<engine::Model>>) -> Result<u64, String> {
         let (m, path) = self.source(id)?;
-        if let Some(model) = asleep.filter(|a| usable(a, &path, &engine_config(m))) {
-            return Ok(decoder_bytes(model, m.ctx as u64 * m.max_sequences as u64 * model.info().kv_bytes_per_token()));
+        // Sized from the asleep model even if `load` finds it stale and parses the file
+        // again (same size unless the file was replaced); no disk check under the pool's lock.
+        if let Some(model) = asleep {
+            return Ok(decoder_bytes(model, engine_config(m).n_ctx as u64 * model.info().kv_bytes_per_token()));
         }
         let weights = dir_bytes(&path);
         if !path.is_file() {

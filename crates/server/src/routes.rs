@@ -325,7 +325,7 @@ async fn ps(State(state): State<AppState>) -> Json<serde_json::Value> {
                 _ => (0, 0),
             };
             json!({"id": r.id, "bytes": r.bytes, "in_use": r.in_use, "running": running, "queued": queued,
-                   "pinned": r.pinned, "idle_s": r.idle_s, "keep_alive_s": r.keep_alive_s, "state": r.state, "loading": r.loading, "load_s": r.load_s})
+                   "pinned": r.pinned, "idle_s": r.idle_s, "keep_alive_s": r.keep_alive_s, "state": r.state, "loading": r.state == pool::State::Loading, "load_s": r.load_s})
         })
         .collect();
     Json(json!({"budget_bytes": state.pool.budget(), "used_bytes": state.pool.used(), "models": models}))
