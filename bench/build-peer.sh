@@ -14,6 +14,8 @@
 #   PEER_VERSION      llama-cpp-python version to build (default: newest on PyPI)
 #   PEER_JOBS         parallel build jobs (default: nproc)
 #   PEER_FORCE=1      rebuild even when the same version is installed
+#   PEER_KEEP=1       keep an installed peer whatever its version (no PyPI lookup): what
+#                     scripts/test.sh uses, so a new upstream release does not rebuild it
 set -euo pipefail
 
 CACHE="${RIGHTSIZE_CACHE:-$HOME/.cache/rightsize}"
@@ -29,6 +31,10 @@ have_bins() { [[ -x "$BIN/llama-server" && -x "$BIN/llama-bench" && -f "$BIN/VER
 installed_version() { sed -n 's/^sdist_version=//p' "$BIN/VERSION" 2>/dev/null || true; }
 
 # --- which version ----------------------------------------------------------
+if [[ "${PEER_KEEP:-0}" == 1 && "${PEER_FORCE:-0}" != 1 ]] && have_bins; then
+  log "keeping installed peer $(installed_version) in $BIN (PEER_KEEP=1)"
+  exit 0
+fi
 VERSION="${PEER_VERSION:-}"
 if [[ -z "$VERSION" ]]; then
   VERSION="$(python3 - "$PKG" <<'PY' 2>/dev/null || true

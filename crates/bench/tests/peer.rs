@@ -37,18 +37,18 @@ fn cache() -> PathBuf {
         })
 }
 
-/// The peer and smollm2-135m, or None with the reason printed.
+/// The peer and smollm2-135m, or None (skipped, or a failure under CI: `testkit::skip_or_fail`).
 fn peer_and_model() -> Option<(PeerBins, PathBuf)> {
     let bins = match PeerBins::locate() {
         Ok(b) => b,
         Err(e) => {
-            println!("SKIPPED: {e}");
+            testkit::skip_or_fail(&e.to_string());
             return None;
         }
     };
     let model = cache().join("models/smollm2-135m/model.gguf");
     if !model.is_file() {
-        println!("SKIPPED: no model at {}", model.display());
+        testkit::skip_or_fail(&format!("no model at {}", model.display()));
         return None;
     }
     Some((bins, model))

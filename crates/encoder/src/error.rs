@@ -67,6 +67,11 @@ pub enum EncoderError {
     #[error("invalid head in {path}: {reason}")]
     InvalidHead { path: PathBuf, reason: String },
 
+    /// [`crate::Encoder::embed_until`] was told to stop (a deadline passed, the caller left)
+    /// before every batch was embedded.
+    #[error("embedding stopped after {done} of {total} inputs")]
+    Stopped { done: usize, total: usize },
+
     /// An error from the tensor library during a forward or backward pass.
     #[error("tensor error: {}", candle_reason(.0))]
     Candle(#[from] candle_core::Error),

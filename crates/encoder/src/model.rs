@@ -365,6 +365,14 @@ impl Encoder {
 
     /// [`Encoder::embed`] plus per-input token counts.
     pub fn embed_with_usage(&self, texts: &[&str]) -> Result<EmbedOutput> {
+        self.embed_until(texts, &|| true)
+    }
+
+    /// [`Encoder::embed_with_usage`] that asks `keep_going` before each batch and stops with
+    /// [`EncoderError::Stopped`] once it says no (a request's deadline, a client gone): the
+    /// work of a large request ends within one batch of being abandoned. The batches and
+    /// results are those of `embed_with_usage`.
+    pub fn embed_until(&self, texts: &[&str], keep_going: &dyn Fn() -> bool) -> Result<EmbedOutput> {
         if texts.is_empty() {
             return Ok(EmbedOutput::default());
         }
@@ -374,7 +382,10 @@ impl Encoder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| token_counts[i]);
         let mut embeddings = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
+        for (n, chunk) in order.chunks(self.batch_size).enumerate() {
+            if !keep_going() {
+                return Err(EncoderError::Stopped { done: n * self.batch_size, total: texts.len() });
+            }
             let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
             let vectors = self.forward_batch(&batch)?;
             for (&i, v) in chunk.iter().zip(vectors) {

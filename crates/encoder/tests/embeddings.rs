@@ -272,7 +272,7 @@ fn missing_files_are_typed_errors() {
         "{err}"
     );
     let Some(src) = common::model_dir() else {
-        eprintln!("SKIPPED (rest): minilm-l6 not found");
+        testkit::skip_or_fail("minilm-l6 not found (the rest of this test)");
         return;
     };
     partial_copy(&src, tmp.path(), &["config.json", "tokenizer.json"]);
@@ -286,7 +286,7 @@ fn missing_files_are_typed_errors() {
 #[test]
 fn corrupt_safetensors_is_a_typed_error() {
     let Some(src) = common::model_dir() else {
-        eprintln!("SKIPPED: minilm-l6 not found");
+        testkit::skip_or_fail("minilm-l6 not found");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -330,7 +330,7 @@ fn corrupt_safetensors_is_a_typed_error() {
 #[test]
 fn unsupported_config_and_bad_tokenizer_are_typed_errors() {
     let Some(src) = common::model_dir() else {
-        eprintln!("SKIPPED: minilm-l6 not found");
+        testkit::skip_or_fail("minilm-l6 not found");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -368,4 +368,19 @@ fn unsupported_config_and_bad_tokenizer_are_typed_errors() {
     std::fs::write(tmp.path().join("tokenizer.json"), "{\"broken\": true}").unwrap();
     let err = Encoder::load(tmp.path(), EncoderOptions::default()).unwrap_err();
     assert!(matches!(err, EncoderError::Tokenizer(_)), "{err}");
+}
+
+#[test]
+fn embed_until_stops_between_batches_and_otherwise_matches_embed() {
+    let enc = require_model!();
+    let texts: Vec<String> = (0..3 * enc.batch_size()).map(|i| format!("sentence number {i} about nothing much")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let err = enc
+        .embed_until(&refs, &|| asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 1)
+        .unwrap_err();
+    assert!(matches!(err, EncoderError::Stopped { done, total } if done == enc.batch_size() && total == refs.len()), "{err}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2, "asked before each batch, stopped at the second");
+    let all = enc.embed_until(&refs, &|| true).unwrap();
+    assert_eq!(all.embeddings, enc.embed(&refs).unwrap(), "the same batches as embed");
 }

@@ -65,8 +65,8 @@ impl SamplingParams {
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad("min_p", "must be in [0, 1]");
         }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad("repetition_penalty", "must be > 0");
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty <= 10.0) {
+            return bad("repetition_penalty", "must be in (0, 10]");
         }
         for (n, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
             if !(-2.0..=2.0).contains(&v) {
@@ -340,6 +340,10 @@ mod tests {
         assert!(p.validate().unwrap_err().contains("top_p"));
         let p = SamplingParams { temperature: f32::NAN, ..Default::default() };
         assert!(p.validate().unwrap_err().contains("temperature"));
+        for r in [0.0, -1.0, 1e30, f32::INFINITY, f32::NAN] {
+            let p = SamplingParams { repetition_penalty: r, ..Default::default() };
+            assert!(p.validate().unwrap_err().contains("repetition_penalty"), "{r}");
+        }
         assert!(SamplingParams::default().validate().is_ok());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::{describe_counts, GuardError, Result};
 use crate::mask::mask;
@@ -20,8 +20,8 @@ pub enum Mode {
     Redact,
     /// `j***@example.com`, `**** **** **** 4242` (rules in [`crate::mask`]).
     Mask,
-    /// `[EMAIL:3f9a1c2b]`: first 8 hex digits of SHA-256(salt, kind, value). Stable for a
-    /// salt, so equal values can be correlated without being revealed.
+    /// `[EMAIL:3f9a1c2b]`: first 8 hex digits of HMAC-SHA256 keyed by the salt over (kind,
+    /// value). Stable for a salt, so equal values can be correlated without being revealed.
     Hash,
     /// Refuse the whole text with [`GuardError::Blocked`].
     Block,
@@ -139,14 +139,15 @@ pub struct Redacted {
     pub vault: Option<Vault>,
 }
 
+/// HMAC-SHA256 keyed by the salt (a secret, e.g. derived from the server key): without it a
+/// short value cannot be recovered from its tag by hashing guesses.
 fn hash_tag(salt: &str, kind: &PiiKind, value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(salt.as_bytes());
-    h.update([0]);
+    use hmac::Mac;
+    let mut h = <hmac::Hmac<Sha256> as Mac>::new_from_slice(salt.as_bytes()).expect("HMAC takes any key length");
     h.update(kind.name().as_bytes());
-    h.update([0]);
+    h.update(&[0]);
     h.update(value.as_bytes());
-    let digest = h.finalize();
+    let digest = h.finalize().into_bytes();
     format!("[{}:{}]", kind.tag(), hex::encode(&digest[..4]))
 }
 
@@ -257,6 +258,11 @@ mod tests {
         assert_eq!(h("s1"), h("s1"));
         assert_ne!(h("s1"), h("s2"));
         assert!(h("s1").starts_with("[EMAIL:") && h("s1").len() == "[EMAIL:12345678]".len());
+        // Keyed: HMAC(salt, kind \0 value), not a plain hash a guesser could recompute.
+        use hmac::Mac;
+        let mut m = <hmac::Hmac<Sha256> as Mac>::new_from_slice(b"s1").unwrap();
+        m.update(b"email\0a@x.com");
+        assert_eq!(h("s1"), format!("[EMAIL:{}]", &hex::encode(m.finalize().into_bytes())[..8]));
         let e = apply_policy(t, &spans, &Policy::new(Mode::Hash)).unwrap_err();
         assert!(matches!(e, GuardError::Config(_)));
     }

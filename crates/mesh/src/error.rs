@@ -11,6 +11,10 @@ pub enum TaskError {
     Invalid { file: PathBuf, line: Option<usize>, field: String, message: String },
     #[error("task `{name}` version {version} is defined twice: {} and {}", first.display(), second.display())]
     Duplicate { name: String, version: i64, first: PathBuf, second: PathBuf },
+    /// A valid task file whose data file (`examples`, `dataset`) is not on this machine (a
+    /// git-ignored data set not built yet): the task is unavailable, the others still load.
+    #[error("{}{}: `{field}`: file {} not found", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), missing.display())]
+    MissingData { file: PathBuf, line: Option<usize>, field: String, missing: PathBuf, name: String, version: i64 },
 }
 
 impl TaskError {
@@ -26,6 +30,9 @@ pub enum MeshError {
     UnknownTask(String),
     #[error("task `{0}` has no version {1}")]
     UnknownVersion(String, i64),
+    /// The task file is valid but cannot run on this machine (a data file is missing).
+    #[error("task `{task}` is unavailable: {reason}")]
+    Unavailable { task: String, reason: String },
     /// Missing or unexpected input variables, or a template that fails on them.
     #[error("{0}")]
     BadInput(String),
@@ -41,6 +48,14 @@ pub enum MeshError {
     /// An input is larger than a guard will check.
     #[error("{0}")]
     TooLarge(String),
+    /// The rendered prompt is longer than the context of every tier that was tried: the
+    /// input can never fit (the message names the limit).
+    #[error("task `{task}`: the input is too long for its tiers ({message})")]
+    InputTooLong { task: String, message: String },
+    /// Every tier that was tried failed because a queue was full (or the input never fits
+    /// the others): worth a retry later.
+    #[error("task `{task}`: the models are busy ({message}); retry later")]
+    Overloaded { task: String, message: String },
     /// A tier's answer failed an output guard and the policy is `on_violation = "fail"`.
     #[error("task `{task}`: the answer of tier {tier} failed the output guardrails ({rules})")]
     OutputRejected { task: String, tier: String, rules: String },

@@ -140,11 +140,11 @@ impl Mesh {
             return Ok(None);
         }
         let key = format!("{}\u{1f}{}\u{1f}{}", task.spec.name, task.spec.version, serde_json::to_string(&policy).unwrap_or_default());
-        if let Some(og) = self.output_guards.lock().expect("output guard cache").get(&key) {
+        if let Some(og) = self.output_guards.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Some(og.clone()));
         }
         let og = Arc::new(OutputGuard::new(policy).map_err(|e| MeshError::BadInput(format!("guardrails: {e}")))?);
-        self.output_guards.lock().expect("output guard cache").insert(key, og.clone());
+        self.output_guards.lock().unwrap_or_else(|e| e.into_inner()).insert(key, og.clone());
         Ok(Some(og))
     }
 }

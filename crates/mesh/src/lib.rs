@@ -33,7 +33,7 @@ mod tiers;
 pub use breaker::Breaker;
 pub use error::{MeshError, TaskError};
 pub use models::{EncoderLease, EngineLease, Models};
-pub use registry::Registry;
+pub use registry::{Registry, Unavailable};
 pub use router::{RoutePick, RouterSpec};
 pub use guarding::GuardReport;
 pub use metric::{EvalSpec, MetricName, Scoring};
@@ -89,18 +89,23 @@ impl Mesh {
     }
 
     /// Share the server's guard state: its PII `detector` (with the config's recognisers)
-    /// instead of the built-in one, and its `injection` head cell (loaded once per process).
-    pub fn with_guards(mut self, detector: Arc<guard::Detector>, injection: guarding::InjectionCell) -> Self {
+    /// instead of the built-in one, its `injection` head cell (loaded once per process) and its
+    /// key for `hash` mode (so chat and tasks hash a value alike).
+    pub fn with_guards(mut self, detector: Arc<guard::Detector>, injection: guarding::InjectionCell, salt: String) -> Self {
         self.detector = detector;
         self.injection = injection;
+        self.salt = salt;
         self
     }
 
     pub fn task(&self, name: &str, version: Option<i64>) -> Result<Arc<Task>, MeshError> {
         match self.registry.get(name, version) {
             Some(t) => Ok(t),
-            None if self.registry.has(name) => Err(MeshError::UnknownVersion(name.into(), version.unwrap_or(0))),
-            None => Err(MeshError::UnknownTask(name.into())),
+            None => match self.registry.why_unavailable(name, version) {
+                Some(u) => Err(MeshError::Unavailable { task: name.into(), reason: u.reason.clone() }),
+                None if self.registry.has(name) => Err(MeshError::UnknownVersion(name.into(), version.unwrap_or(0))),
+                None => Err(MeshError::UnknownTask(name.into())),
+            },
         }
     }
 

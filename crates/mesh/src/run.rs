@@ -6,7 +6,7 @@ use crate::guarding::{self, GuardReport};
 use guard::{Guardrails, OnViolation};
 use crate::task::{OnError, OnExhausted, Task};
 use crate::tier::{TierKind, TierSpec};
-use crate::tiers::{self, Rendered, TierOutput};
+use crate::tiers::{self, Failure, Rendered, TierError, TierOutput};
 use crate::Mesh;
 use engine::{ChatMessage, Priority};
 use serde::Serialize;
@@ -120,11 +120,14 @@ impl Mesh {
         let r = Rendered { messages, inputs, priority: opts.priority };
         let policy = &task.spec.escalation;
         let mut attempts: Vec<Attempt> = Vec::new();
+        // The kind of each failed attempt (none for an answer), beside `attempts`.
+        let mut failures: Vec<Option<Failure>> = Vec::new();
         let mut chosen: Option<usize> = None;
         for tier in task.tiers().skip(first).take(last + 1 - first) {
             let t = Instant::now();
             let res = tiers::run_timed(self, &task, tier, &r).await;
             let latency_ms = t.elapsed().as_secs_f64() * 1e3;
+            failures.push(res.as_ref().err().map(|e| e.failure));
             let mut a = attempt(tier, res, latency_ms, policy.min_logprob);
             let violations = match (&out_guard, &a.output) {
                 (Some(og), Some(out)) => guarding::output_violations(og, out),
@@ -148,7 +151,7 @@ impl Mesh {
             let accepted = a.accepted;
             attempts.push(a);
             if let (Some(message), OnError::Fail) = (failed, policy.on_error) {
-                let err = MeshError::TierFailed { task: name.into(), tier: tier.id(), message };
+                let err = classify(name, &failures, &attempts).unwrap_or(MeshError::TierFailed { task: name.into(), tier: tier.id(), message });
                 self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
                 return Err(err);
             }
@@ -167,7 +170,7 @@ impl Mesh {
                 .map(|(i, _)| i);
         }
         let Some(i) = chosen else {
-            let err = MeshError::Exhausted { task: name.into(), attempts: attempts.clone() };
+            let err = classify(name, &failures, &attempts).unwrap_or_else(|| MeshError::Exhausted { task: name.into(), attempts: attempts.clone() });
             self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
             return Err(err);
         };
@@ -230,12 +233,24 @@ impl Mesh {
     }
 }
 
+/// The error of a run that produced no answer when every attempt failed for a reason the
+/// caller must hear: each prompt was too long for its model (a 400: retrying cannot help),
+/// or some queue was full and the rest were too long (a 429: retry later). `None` otherwise.
+fn classify(task: &str, failures: &[Option<Failure>], attempts: &[Attempt]) -> Option<MeshError> {
+    if failures.is_empty() || failures.iter().any(|f| !matches!(f, Some(Failure::TooLong | Failure::Overloaded))) {
+        return None;
+    }
+    let message = attempts.iter().filter_map(|a| a.error.as_ref().map(|e| format!("{}: {e}", a.tier))).collect::<Vec<_>>().join("; ");
+    let task = task.to_owned();
+    Some(if failures.iter().all(|f| *f == Some(Failure::TooLong)) { MeshError::InputTooLong { task, message } } else { MeshError::Overloaded { task, message } })
+}
+
 /// A violation's rule name (`too_long`, `pii`, ...), as serialised.
 fn rule_name(v: &guard::Violation) -> String {
     serde_json::to_value(v).ok().and_then(|j| j.get("rule").and_then(|r| r.as_str()).map(str::to_owned)).unwrap_or_else(|| "unknown".into())
 }
 
-fn attempt(tier: &TierSpec, res: Result<TierOutput, String>, latency_ms: f64, min_logprob: Option<f32>) -> Attempt {
+fn attempt(tier: &TierSpec, res: Result<TierOutput, TierError>, latency_ms: f64, min_logprob: Option<f32>) -> Attempt {
     let mut a = Attempt {
         tier: tier.id(),
         kind: tier.kind,
@@ -252,7 +267,7 @@ fn attempt(tier: &TierSpec, res: Result<TierOutput, String>, latency_ms: f64, mi
         tokens_out: 0,
     };
     match res {
-        Err(e) => a.error = Some(e),
+        Err(e) => a.error = Some(e.message),
         Ok(o) => {
             let conf_ok = match o.confidence {
                 Some(c) => c >= tier.threshold,

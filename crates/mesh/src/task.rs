@@ -202,16 +202,6 @@ impl Task {
                 return Err(TaskError::invalid(file, line, &format!("ladder[{i}].{field}"), &msg));
             }
         }
-        if let Some(ex) = &spec.examples {
-            if !dir.join(ex).is_file() {
-                return Err(bad("examples", format!("file {} not found", dir.join(ex).display())));
-            }
-        }
-        if let Some(ds) = &spec.dataset {
-            if !dir.join(ds).is_file() {
-                return Err(bad("dataset", format!("file {} not found", dir.join(ds).display())));
-            }
-        }
         let rails_at = src.find("[guardrails]").unwrap_or(0);
         spec.guardrails.check().map_err(|(f, m)| TaskError::invalid(file, find_key(src, f, rails_at..src.len()), &format!("guardrails.{f}"), &m))?;
         if let Some(r) = &spec.router {
@@ -233,6 +223,12 @@ impl Task {
         }
         if spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) && spec.examples.is_none() {
             return Err(bad("examples", "a classifier tier trains on the task's `examples` file; set `examples`".into()));
+        }
+        // Last: only an otherwise valid task is "unavailable" for want of its data files.
+        for (field, data) in [("examples", &spec.examples), ("dataset", &spec.dataset)] {
+            if let Some(p) = data.as_ref().map(|p| dir.join(p)).filter(|p| !p.is_file()) {
+                return Err(TaskError::MissingData { file: file.to_owned(), line: at(field), field: field.into(), missing: p, name: spec.name.clone(), version: spec.version });
+            }
         }
         Ok(Task { spec, file: file.to_owned(), schema })
     }

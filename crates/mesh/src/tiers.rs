@@ -22,6 +22,48 @@ pub(crate) struct TierOutput {
     pub cost_usd: f64,
 }
 
+/// Why a tier gave no answer: the message for the trace, and what kind of failure it was.
+/// The run's error status depends on the kind: an input that can never fit the model's
+/// context is the caller's error (retrying cannot help), a full queue is worth a retry.
+#[derive(Debug, Clone)]
+pub(crate) struct TierError {
+    pub message: String,
+    pub failure: Failure,
+}
+
+/// The kind of a tier failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The prompt is longer than the model's context allows.
+    TooLong,
+    /// The model's queue is full.
+    Overloaded,
+    Other,
+}
+
+impl From<String> for TierError {
+    fn from(message: String) -> Self {
+        TierError { message, failure: Failure::Other }
+    }
+}
+
+impl From<engine::EngineError> for TierError {
+    fn from(e: engine::EngineError) -> Self {
+        let failure = match e {
+            engine::EngineError::PromptTooLong { .. } => Failure::TooLong,
+            engine::EngineError::QueueFull(_) => Failure::Overloaded,
+            _ => Failure::Other,
+        };
+        TierError { message: e.to_string(), failure }
+    }
+}
+
+impl From<TierError> for String {
+    fn from(e: TierError) -> Self {
+        e.message
+    }
+}
+
 /// The rendered request a tier answers.
 pub(crate) struct Rendered<'a> {
     pub messages: Vec<ChatMessage>,
@@ -30,15 +72,15 @@ pub(crate) struct Rendered<'a> {
 }
 
 /// `run` cut off after the tier's `timeout_ms`, if it has one.
-pub(crate) async fn run_timed(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+pub(crate) async fn run_timed(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     let fut = run(mesh, task, tier, r);
     match tier.timeout_ms {
-        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms"))),
+        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), fut).await.unwrap_or_else(|_| Err(format!("timed out after {ms} ms").into())),
         None => fut.await,
     }
 }
 
-pub(crate) async fn run(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+pub(crate) async fn run(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     use crate::tier::TierKind::*;
     match tier.kind {
         Classifier => classifier(mesh, task, tier, r).await,
@@ -50,7 +92,7 @@ pub(crate) async fn run(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<
     }
 }
 
-async fn classifier(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+async fn classifier(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     let id = tier.encoder.clone().unwrap_or_default();
     let enc = mesh.models.encoder(&id).await?;
     let head = mesh.head(task, &id, &enc).await.map_err(|e| e.to_string())?;
@@ -82,15 +124,15 @@ fn label_probs(labels: &[String], probs: &[f64]) -> Value {
     Value::Object(labels.iter().zip(probs).map(|(l, p)| (l.clone(), json!(p))).collect())
 }
 
-async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     let model = tier.model.clone().unwrap_or_default();
     let lease = mesh.models.decoder(&model).await?;
     let prompt = Prompt::Chat(r.messages.clone());
     let labels = task.spec.output.labels.clone();
     let priority = r.priority;
-    let (prompt_len, scores) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let n = lease.prompt_tokens(&prompt).map_err(|e| e.to_string())?.len();
-        Ok((n, lease.score_continuations(&prompt, &labels, priority).map_err(|e| e.to_string())?))
+    let (prompt_len, scores) = tokio::task::spawn_blocking(move || -> Result<_, TierError> {
+        let n = lease.prompt_tokens(&prompt)?.len();
+        Ok((n, lease.score_continuations(&prompt, &labels, priority)?))
     })
     .await
     .map_err(|e| format!("scoring panicked: {e}"))??;
@@ -115,7 +157,7 @@ async fn local_label(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>
     })
 }
 
-async fn local_generate(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+async fn local_generate(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     let model = tier.model.clone().unwrap_or_default();
     let lease = mesh.models.decoder(&model).await?;
     let out = &task.spec.output;
@@ -131,11 +173,11 @@ async fn local_generate(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<
         };
         let constraint = task.schema.clone().map(Constraint::JsonSchema);
         let req = GenerateRequest { prompt: Prompt::Chat(r.messages.clone()), params, constraint, logprobs: Some(0), priority: r.priority };
-        seqs.push(lease.submit(req).map_err(|e| e.to_string())?);
+        seqs.push(lease.submit(req)?);
     }
     let mut done = Vec::with_capacity(samples);
     for s in seqs {
-        done.push(s.collect().await.map_err(|e| e.to_string())?);
+        done.push(s.collect().await?);
     }
     drop(lease);
     let tokens_in: u64 = done.iter().map(|c| c.finish.prompt_tokens as u64).sum();
@@ -158,13 +200,13 @@ async fn local_generate(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<
 }
 
 /// Parse, check against the schema and validators, and score a JSON answer.
-fn json_answer(task: &Task, text: &str, tokens: &[(String, f32)], base: TierOutput) -> Result<TierOutput, String> {
+fn json_answer(task: &Task, text: &str, tokens: &[(String, f32)], base: TierOutput) -> Result<TierOutput, TierError> {
     let value: Value = serde_json::from_str(text.trim()).map_err(|e| format!("answer is not JSON: {e}"))?;
     if let Some(schema) = &task.schema {
         let v = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
         let first = v.iter_errors(&value).next().map(|err| format!("answer violates the schema at `{}`: {err}", err.instance_path));
         if let Some(msg) = first {
-            return Err(msg);
+            return Err(msg.into());
         }
     }
     let confidence = if tokens.is_empty() { None } else { Some(confidence::json_fields(text, tokens)) };
@@ -185,10 +227,10 @@ fn json_answer(task: &Task, text: &str, tokens: &[(String, f32)], base: TierOutp
     })
 }
 
-async fn remote(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, String> {
+async fn remote(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> Result<TierOutput, TierError> {
     let breaker = mesh.breaker(tier);
     if let Err(wait) = breaker.allow() {
-        return Err(format!("circuit breaker open (retry in {} ms)", wait.as_millis()));
+        return Err(format!("circuit breaker open (retry in {} ms)", wait.as_millis()).into());
     }
     let messages: Vec<Value> = r.messages.iter().map(|m| json!({ "role": m.role, "content": m.content })).collect();
     let out = &task.spec.output;
@@ -205,7 +247,7 @@ async fn remote(mesh: &Mesh, task: &Task, tier: &TierSpec, r: &Rendered<'_>) -> 
         }
         Err(e) => {
             breaker.failure();
-            return Err(e.to_string());
+            return Err(e.to_string().into());
         }
     };
     let base = TierOutput {

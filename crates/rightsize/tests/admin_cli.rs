@@ -1,6 +1,7 @@
 //! `rightsize ps | load | unload [--forget]` against a running `rightsize serve` (the real
 //! binary, SmolLM2-135M): a loaded model is ready, unloaded it is asleep (a few MiB of
 //! parsed vocabulary, weights and KV freed), forgotten it is gone; unknown models fail clearly.
+//! No key is given: the CLI sends the admin token the server wrote to its cache.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +55,18 @@ fn ps_load_unload_and_forget() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(ps_row(&url, "smollm2-135m"), None, "models load on first use");
+    // No key was given: `ps` sent the admin token the server wrote for its port (0600); a
+    // keyless caller gets inference only.
+    let token_path = server::access::token_path(supply::Cache::from_env().root(), port);
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let c = reqwest::blocking::Client::new();
+    assert_eq!(c.get(format!("{url}/admin/models")).send().unwrap().status(), 403);
+    assert_eq!(c.get(format!("{url}/admin/models")).bearer_auth(token.trim()).send().unwrap().status(), 200);
+    assert_eq!(c.get(format!("{url}/v1/models")).send().unwrap().status(), 200);
 
     let (ok, out, err) = rightsize(&["load", "smollm2-135m", "--url", &url]);
     assert!(ok && out.contains("smollm2-135m loaded"), "{out}{err}");
@@ -76,4 +89,16 @@ fn ps_load_unload_and_forget() {
 
     let (ok, _, err) = rightsize(&["unload", "nope", "--url", &url]);
     assert!(!ok && err.contains("404") && err.contains("nope"), "{err}");
+
+    // A wrong key is not replaced by the token.
+    let (ok, _, err) = rightsize(&["ps", "--url", &url, "--api-key", "rsk-wrong"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    // A clean stop (Ctrl-C) removes the token file.
+    let pid = _serve.0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let t0 = Instant::now();
+    while token_path.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "token file left after shutdown");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

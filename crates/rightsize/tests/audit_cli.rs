@@ -111,3 +111,24 @@ fn a_missing_store_is_an_error_not_an_empty_chain() {
     assert!(!ok && out.contains("no store"), "{out}");
     assert!(!missing.exists(), "verify must not create a store");
 }
+
+#[test]
+fn verify_names_a_row_written_past_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let at = db.to_str().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let s = store::Store::open(at).await.unwrap();
+        for i in 1..=3 {
+            s.audit_append(&record(i, store::now_ms())).await.unwrap();
+        }
+    });
+    // Before: such a row passed verify (only seqs up to the head were read).
+    let cols = "prev_hash, hash, ts_ms, kind, request_id, key_id, task, task_version, model, model_hash, tier_path, guard, input, output, tokens_in, tokens_out, latency_ms, cost_usd, status";
+    sql(&db, &format!("INSERT INTO audit_log (seq, {cols}) SELECT 4, {cols} FROM audit_log WHERE seq = 3;"));
+    let (ok, out) = rightsize(&["audit", "verify", "--store", at]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("broken at record 4: record beyond the head"), "{out}");
+    let (ok, out) = rightsize(&["audit", "prune", "--store", at, "--older-than-days", "0"]);
+    assert!(!ok && out.contains("refusing to prune"), "{out}");
+}

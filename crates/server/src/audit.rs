@@ -16,9 +16,11 @@
 //!   errors, clients that hang up mid-stream) are recorded best-effort with
 //!   `status = "error:<http status>"` / `"cancelled"` and an empty output; they fail anyway.
 //!   Requests refused before the handler (no or bad API key, unparsable body) are not recorded.
-//! - Content policy (`audit.content`): `hashes` (default) keeps only `sha256:<hex>`
-//!   ([`store::content_hash`]) of the input and output, so no prompt text reaches the store;
-//!   `full` keeps the text. What is hashed, so an auditor holding the request can recompute it:
+//! - Content policy (`audit.content`): `hashes` (default) keeps only `hmac-sha256:<hex>`
+//!   ([`crate::secret::ServerSecret::content_hash`], keyed by the server key file, which is
+//!   never in the database) of the input and output, so no prompt text reaches the store and
+//!   a short value cannot be recovered by hashing guesses;
+//!   `full` keeps the text. What is hashed, so an auditor holding the request and the key can recompute it (`rightsize audit hash`):
 //!   chat: the messages as compact JSON `[{"role":…,"content":…}]` (roles as sent, content
 //!   parts' text joined); completions: the prompt; embeddings: the inputs as a compact JSON
 //!   array; tasks: the inputs as a compact JSON object (keys sorted). Output: the
@@ -51,7 +53,7 @@ impl Ctx {
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
+            .filter(|s| valid_request_id(s))
             .map(str::to_owned)
             // Only when the router runs without `serve_on`'s middleware (embedded use).
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -83,10 +85,37 @@ impl Ctx {
     }
 }
 
+/// Longest `x-request-id` a client may choose.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's `x-request-id` is kept: 1 to [`MAX_REQUEST_ID`] characters of
+/// `[A-Za-z0-9._:-]`. Any other is replaced by a generated id (see `serve_on`), so what the
+/// logs and the audit carry is bounded and holds no free text.
+pub fn valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A model (or task) name from a request as the audit keeps it: a configured model (or a
+/// tier id over one, `local:ID`) as is; anything else, which is free text the client typed,
+/// as `unknown:` and its keyed hash, under either content policy.
+pub fn requested_model(state: &AppState, model: &str) -> String {
+    let id = model.strip_prefix("local:").or_else(|| model.strip_prefix("classifier:")).unwrap_or(model);
+    if state.cfg.models.iter().any(|m| m.id == id) {
+        model.to_owned()
+    } else {
+        unknown_name(state, model)
+    }
+}
+
+/// `unknown:<keyed hash>` of a name that is not configured (equal names correlate).
+pub fn unknown_name(state: &AppState, name: &str) -> String {
+    format!("unknown:{}", state.secret.content_hash(name))
+}
+
 /// The text as the policy keeps it.
 pub fn content(state: &AppState, text: &str) -> String {
     match state.cfg.audit.content {
-        AuditContent::Hashes => store::content_hash(text),
+        AuditContent::Hashes => state.secret.content_hash(text),
         AuditContent::Full => text.to_owned(),
     }
 }
@@ -109,23 +138,20 @@ pub fn model_hash(state: &AppState, model: &str) -> Option<String> {
     state.model_hashes.get(id).cloned()
 }
 
-/// Model id → sha256 from the cache's `.sha256` markers (never hashes a file): a decoder's
-/// `model.gguf.sha256`, an encoder folder's key-file marker (`model.safetensors.sha256`).
+/// Model id → verified sha256 (`supply::verified_model_digest`: a decoder's `model.gguf`, an
+/// encoder folder's key file): the marker's digest while the file's size and mtime match the
+/// stamp recorded when it was hashed, else the file is hashed again. A file changed since it
+/// was verified gets no hash here (and the pool refuses to load it, `crate::models`).
 pub fn model_hashes(cache: &supply::Cache, models: &[ModelConfig]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for m in models {
         let Ok(path) = supply::resolve_model(cache, m.source.as_deref().unwrap_or(&m.id)) else { continue };
-        let digest = if path.is_dir() {
-            supply::read_marker(&path.join("model.safetensors")).or_else(|| {
-                let mut markers: Vec<_> = std::fs::read_dir(&path).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "sha256")).collect();
-                markers.sort();
-                markers.into_iter().find_map(|p| supply::read_marker(&p.with_extension("")))
-            })
-        } else {
-            supply::read_marker(&path)
-        };
-        if let Some(d) = digest {
-            out.insert(m.id.clone(), d);
+        match supply::verified_model_digest(&path, &supply::NoProgress) {
+            Ok(Some(d)) => {
+                out.insert(m.id.clone(), d);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(model = %m.id, error = %e, "model file does not match its verified sha256: it will not be loaded"),
         }
     }
     out
@@ -134,12 +160,20 @@ pub fn model_hashes(cache: &supply::Cache, models: &[ModelConfig]) -> HashMap<St
 /// Append `rec`; it is durable when this returns `Ok`. On failure the request must fail:
 /// 503 in OpenAI's error shape. Without an audit store this records nothing.
 pub async fn record(state: &AppState, rec: AuditRecord) -> Result<(), ApiError> {
+    // Every finished request and task run passes here: count its use against its key's quota.
+    crate::quota::charge(state, &rec).await;
     let Some(store) = &state.audit else { return Ok(()) };
     match store.audit_append(&rec).await {
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::error!(request_id = %rec.request_id, error = %e, "could not write the audit record; failing the request");
-            let mut err = ApiError::unavailable("the audit log could not be written; the request was not completed");
+            let mut err = match e {
+                // Not transient: every append fails until an operator removes that row.
+                store::StoreError::AuditBeyondHead { seq, .. } => ApiError::unavailable(format!(
+                    "the audit log holds a record written from outside rightsize past its head (seq {seq}), so no record can be appended until an operator removes it (`rightsize audit verify` names it); the request was not completed"
+                )),
+                _ => ApiError::unavailable("the audit log could not be written; the request was not completed"),
+            };
             err.code = Some("audit_unavailable");
             Err(err)
         }

@@ -15,12 +15,34 @@ pub struct ServerConfig {
     /// Allow requests without an API key. Refused when `bind` is not loopback.
     #[serde(default = "yes")]
     pub open_local: bool,
+    /// Names (`host` with any port, or `host:port`) this server answers to besides
+    /// localhost, 127.0.0.0/8 and [::1]; other `Host` headers get 403 (DNS rebinding). `"*"`:
+    /// any (only with `open_local = false`). A non-loopback `bind` needs at least one.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the server; a request with
+    /// any other `Origin` header gets 403. Empty by default: no web page may.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// The longest `keep_alive` a request may set (admin callers only), in seconds; longer
+    /// ones, and "forever" (negative), are capped to it.
+    #[serde(default = "default_max_keep_alive")]
+    pub max_keep_alive_s: u64,
     /// SQLite file (or postgres:// URL) for keys and records; default `<cache>/rightsize.db`.
     #[serde(default)]
     pub store: Option<String>,
     /// Largest request body in bytes.
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
+    /// Most messages in one chat request (checked before guardrails and templating).
+    #[serde(default = "default_max_messages")]
+    pub max_messages: usize,
+    /// Most characters of input (all strings together) in one embeddings request.
+    #[serde(default = "default_max_embedding_chars")]
+    pub max_embedding_chars: usize,
+    /// Embedding requests computed at once per model; more get 429 with Retry-After.
+    #[serde(default = "default_max_embedding_in_flight")]
+    pub max_embedding_in_flight: usize,
     /// Default request deadline in seconds.
     #[serde(default = "default_timeout")]
     pub request_timeout_s: u64,
@@ -72,11 +94,15 @@ pub struct AuditConfig {
     /// Records older than this many days are pruned (hourly); 0 keeps them forever.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// The server key for keyed hashes (audit `hashes`, PII `hash` mode): a file outside the
+    /// database, created (mode 0600) when missing. Default `<cache>/server.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { enabled: true, content: AuditContent::default(), retention_days: default_retention_days() }
+        Self { enabled: true, content: AuditContent::default(), retention_days: default_retention_days(), key_file: None }
     }
 }
 
@@ -158,11 +184,23 @@ fn yes() -> bool {
 fn default_body_limit() -> usize {
     4 << 20
 }
+fn default_max_messages() -> usize {
+    1024
+}
+fn default_max_embedding_chars() -> usize {
+    200_000
+}
+fn default_max_embedding_in_flight() -> usize {
+    2
+}
 fn default_timeout() -> u64 {
     300
 }
 fn default_wait() -> u64 {
     30
+}
+fn default_max_keep_alive() -> u64 {
+    3600
 }
 fn default_keep_alive() -> i64 {
     300
@@ -233,9 +271,21 @@ impl ServerConfig {
                 return bad(format!("model `{}`: max_sequences must be > 0 and ctx >= 64", m.id));
             }
         }
+        if self.max_messages == 0 || self.max_embedding_chars == 0 || self.max_embedding_in_flight == 0 {
+            return bad("max_messages, max_embedding_chars and max_embedding_in_flight must be at least 1".into());
+        }
         parse_budget(&self.memory_budget, 1).map_err(ConfigError::Parse)?;
         self.shadow.check().map_err(ConfigError::Parse)?;
         guard::Detector::new(self.pii.clone()).map_err(|e| ConfigError::Parse(format!("[pii]: {e}")))?;
+        if self.open_local && self.allowed_hosts.iter().any(|h| h == "*") {
+            return bad("allowed_hosts = [\"*\"] needs `open_local = false`: a keyless server must check Host (DNS rebinding)".into());
+        }
+        if let Some(h) = self.allowed_hosts.iter().find(|h| h.is_empty() || h.contains(['/', ' '])) {
+            return bad(format!("allowed_hosts: `{h}` is not a host name (e.g. \"gpu-box.lan\" or \"gpu-box.lan:8080\")"));
+        }
+        if let Some(o) = self.allowed_origins.iter().find(|o| !o.split_once("://").is_some_and(|(s, h)| !s.is_empty() && !h.trim_end_matches('/').is_empty() && !h.trim_end_matches('/').contains('/'))) {
+            return bad(format!("allowed_origins: `{o}` is not an origin (scheme://host[:port], e.g. \"http://localhost:3000\")"));
+        }
         if !(self.cpu_core_hour_usd >= 0.0) {
             return bad("cpu_core_hour_usd must be 0 or more".into());
         }
@@ -332,6 +382,23 @@ mod tests {
         let c = ServerConfig::from_toml("[audit]\nenabled = false\n[[model]]\nid='a'").unwrap();
         assert!(!c.audit.enabled);
         assert!(ServerConfig::from_toml("audit = { content = \"text\" }\n[[model]]\nid='a'").is_err());
+    }
+
+    #[test]
+    fn access_settings() {
+        let c = ServerConfig::load(None).unwrap();
+        assert!(c.allowed_hosts.is_empty() && c.allowed_origins.is_empty());
+        assert_eq!(c.max_keep_alive_s, 3600);
+        let c = ServerConfig::from_toml("allowed_hosts = [\"gpu-box.lan\"]\nallowed_origins = [\"http://localhost:3000\"]\nmax_keep_alive_s = 60\n[[model]]\nid='a'").unwrap();
+        assert_eq!((c.allowed_hosts.len(), c.allowed_origins.len(), c.max_keep_alive_s), (1, 1, 60));
+        let e = ServerConfig::from_toml("allowed_hosts = [\"*\"]\n[[model]]\nid='a'").unwrap_err();
+        assert!(e.to_string().contains("open_local = false"), "{e}");
+        assert!(ServerConfig::from_toml("open_local = false\nallowed_hosts = [\"*\"]\n[[model]]\nid='a'").is_ok());
+        for bad in ["localhost:3000", "http://", "http://a/b", "*"] {
+            let e = ServerConfig::from_toml(&format!("allowed_origins = [\"{bad}\"]\n[[model]]\nid='a'")).unwrap_err();
+            assert!(e.to_string().contains("allowed_origins"), "{bad}: {e}");
+        }
+        assert!(ServerConfig::from_toml("allowed_hosts = [\"http://x\"]\n[[model]]\nid='a'").is_err());
     }
 
     #[test]

@@ -53,6 +53,9 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "permission_error", message)
     }
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", message)
+    }
     pub fn overloaded(message: impl Into<String>, retry_after: u64) -> Self {
         let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message);
         e.retry_after = Some(retry_after);
@@ -88,7 +91,7 @@ impl From<engine::EngineError> for ApiError {
         use engine::EngineError as E;
         match &e {
             E::InvalidRequest(m) => ApiError::bad_request(m.clone()),
-            E::PromptTooLong { .. } => ApiError::bad_request(e.to_string()).param("messages"),
+            E::PromptTooLong { .. } => ApiError::bad_request(e.to_string()).param("messages").code("context_length_exceeded"),
             E::InvalidConstraint(m) => ApiError::bad_request(format!("invalid response_format: {m}")).param("response_format"),
             E::Template(m) => ApiError::bad_request(format!("cannot format the messages: {m}")).param("messages"),
             E::NoChatTemplate => ApiError::bad_request(e.to_string()),

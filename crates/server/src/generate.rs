@@ -55,15 +55,20 @@ pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams,
 }
 
 /// The request's class: the body's `priority`, else the `x-rightsize-priority` header, else
-/// the caller's default.
+/// the caller's default — which is also its ceiling: a `batch` key asking for `interactive`
+/// gets 403.
 pub fn priority(requested: Option<&str>, headers: &axum::http::HeaderMap, default: Priority) -> Result<Priority, ApiError> {
     let v = requested.or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()));
-    match v {
-        None => Ok(default),
-        Some("interactive") => Ok(Priority::Interactive),
-        Some("batch") => Ok(Priority::Batch),
-        Some(other) => Err(ApiError::bad_request(format!("unknown priority `{other}` (interactive or batch)")).param("priority")),
+    let p = match v {
+        None => default,
+        Some("interactive") => Priority::Interactive,
+        Some("batch") => Priority::Batch,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown priority `{other}` (interactive or batch)")).param("priority")),
+    };
+    if p == Priority::Interactive && default == Priority::Batch {
+        return Err(ApiError::forbidden("this API key's priority ceiling is `batch`: it cannot send `interactive` requests").param("priority"));
     }
+    Ok(p)
 }
 
 pub fn chat_messages(msgs: &[InMessage]) -> Result<Vec<ChatMessage>, ApiError> {
@@ -111,7 +116,7 @@ pub fn deadline(headers: &axum::http::HeaderMap, server_max: Duration) -> Result
     let Some(v) = headers.get("x-request-timeout") else { return Ok(server_max) };
     let secs = v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0);
     match secs {
-        Some(s) => Ok(Duration::from_secs_f64(s.min(server_max.as_secs_f64()))),
+        Some(s) => Ok(Duration::try_from_secs_f64(s).map_or(server_max, |d| d.min(server_max))),
         None => Err(ApiError::bad_request("`x-request-timeout` must be a positive number of seconds").param("x-request-timeout")),
     }
 }
@@ -146,7 +151,8 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
         Priority::Interactive => "interactive",
         Priority::Batch => "batch",
     };
-    let lease = state.pool.acquire(&job.model, job.keep_alive).await?;
+    let keep_alive = job.keep_alive.map(|k| k.min(Duration::from_secs(state.cfg.max_keep_alive_s)));
+    let lease = state.pool.acquire(&job.model, keep_alive).await?;
     let t_lease = t0.elapsed();
     if matches!(&*lease, Loaded::Encoder { .. }) {
         return Err(ApiError::bad_request(format!("`{}` is an embedding model; use /v1/embeddings", job.model)).param("model"));
@@ -162,7 +168,7 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
             let r = e.submit(req);
             (r, t.elapsed())
         }
-        Loaded::Encoder { .. } => unreachable!("checked above"),
+        Loaded::Encoder { .. } => (Err(engine::EngineError::InvalidRequest("not a generative model".into())), Duration::ZERO),
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;

@@ -12,13 +12,7 @@ use guard::{Detector, GuardError, Guardrails, InjectionAction, Mode, Policy, Vau
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-
-/// Salt for `hash` mode: random per process, so hashes correlate within a run only.
-pub fn salt() -> &'static str {
-    static S: OnceLock<String> = OnceLock::new();
-    S.get_or_init(|| format!("{:032x}", rand::random::<u128>()))
-}
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,17 +24,26 @@ pub struct PiiRequest {
 }
 
 pub async fn pii(State(state): State<AppState>, Body(r): Body<PiiRequest>) -> Result<Json<Value>, ApiError> {
-    let d = &state.pii;
-    let spans = d.detect(&r.input);
-    let policy = Policy::new(r.mode.unwrap_or(Mode::Redact)).with_salt(salt());
-    match d.apply(&r.input, &policy) {
-        Ok(red) => Ok(Json(json!({
-            "entities": spans.iter().map(|s| json!({"kind": s.kind, "start": s.start, "end": s.end})).collect::<Vec<_>>(),
-            "counts": red.counts,
-            "text": red.text,
-        }))),
-        Err(e @ GuardError::Blocked { .. }) => Err(ApiError::unprocessable(e.to_string()).param("input")),
-        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    let d = state.pii.clone();
+    let policy = Policy::new(r.mode.unwrap_or(Mode::Redact)).with_salt(state.secret.pii_salt());
+    let large = r.input.len() > OFF_THREAD_BYTES;
+    let work = move || {
+        let spans = d.detect(&r.input);
+        match d.apply(&r.input, &policy) {
+            Ok(red) => Ok(Json(json!({
+                "entities": spans.iter().map(|s| json!({"kind": s.kind, "start": s.start, "end": s.end})).collect::<Vec<_>>(),
+                "counts": red.counts,
+                "text": red.text,
+            }))),
+            Err(e @ GuardError::Blocked { .. }) => Err(ApiError::unprocessable(e.to_string()).param("input")),
+            Err(e) => Err(ApiError::bad_request(e.to_string())),
+        }
+    };
+    // Detection is CPU work linear in the text: a large one goes to the blocking pool.
+    if large {
+        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(e.to_string()))?
+    } else {
+        work()
     }
 }
 
@@ -146,24 +149,53 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
             g.events.insert("injection.flagged".into(), 1);
         }
     }
-    if let Some(policy) = rails.pii_policy(salt()) {
-        let mut vault = Vault::new();
+    if let Some(policy) = rails.pii_policy(&state.secret.pii_salt()) {
         let past = rails.pii.unwrap_or(Mode::Redact).past_tense();
-        for t in texts {
-            let red = match state.pii.apply_in(t, &policy, &mut vault) {
-                Ok(r) => r,
-                Err(GuardError::Blocked { counts }) => {
-                    let ev = counts.iter().map(|(k, n)| (format!("blocked.{}", k.name()), *n as u64)).collect();
-                    state.metrics.guard_events("request", &ev);
-                    let what: Vec<String> = counts.iter().map(|(k, n)| format!("{}×{n}", k.name())).collect();
-                    return Err(ApiError::unprocessable(format!("blocked by guardrails: the input contains {}", what.join(", "))).param(param).code("guardrail_blocked"));
+        let mut texts = texts;
+        let owned: Vec<String> = texts.iter_mut().map(|t| std::mem::take(&mut **t)).collect();
+        let detector = state.pii.clone();
+        let large = owned.iter().map(String::len).sum::<usize>() > OFF_THREAD_BYTES;
+        // The texts come back rewritten, or as they were when a guard refuses them (so the
+        // audit can redact the originals).
+        type Blocked = (ApiError, Option<BTreeMap<String, u64>>);
+        let work = move || -> (Vec<String>, Result<(Vault, BTreeMap<String, u64>), Blocked>) {
+            let mut vault = Vault::new();
+            let mut events = BTreeMap::new();
+            let mut out = Vec::with_capacity(owned.len());
+            for t in &owned {
+                let red = match detector.apply_in(t, &policy, &mut vault) {
+                    Ok(r) => r,
+                    Err(GuardError::Blocked { counts }) => {
+                        let ev: BTreeMap<String, u64> = counts.iter().map(|(k, n)| (format!("blocked.{}", k.name()), *n as u64)).collect();
+                        let what: Vec<String> = counts.iter().map(|(k, n)| format!("{}×{n}", k.name())).collect();
+                        let e = ApiError::unprocessable(format!("blocked by guardrails: the input contains {}", what.join(", "))).code("guardrail_blocked");
+                        return (owned, Err((e, Some(ev))));
+                    }
+                    Err(e) => return (owned, Err((ApiError::bad_request(e.to_string()), None))),
+                };
+                for (k, n) in red.counts {
+                    *events.entry(format!("{past}.{}", k.name())).or_insert(0) += n as u64;
                 }
-                Err(e) => return Err(ApiError::bad_request(e.to_string())),
-            };
-            for (k, n) in red.counts {
-                *g.events.entry(format!("{past}.{}", k.name())).or_insert(0) += n as u64;
+                out.push(red.text);
             }
-            *t = red.text;
+            (out, Ok((vault, events)))
+        };
+        // Detection is CPU work linear in the text: a large body goes to the blocking pool.
+        let (back, applied) = if large { tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(e.to_string()))? } else { work() };
+        for (t, text) in texts.into_iter().zip(back) {
+            *t = text;
+        }
+        let (vault, events) = match applied {
+            Ok(a) => a,
+            Err((e, blocked)) => {
+                if let Some(ev) = blocked {
+                    state.metrics.guard_events("request", &ev);
+                }
+                return Err(e.param(param));
+            }
+        };
+        for (k, n) in events {
+            *g.events.entry(k).or_insert(0) += n;
         }
         g.vault = (!vault.is_empty()).then_some(vault);
     }
@@ -208,10 +240,19 @@ async fn injection_score(state: &AppState, texts: Vec<String>) -> Result<f32, Ap
     .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
+/// Texts longer than this (bytes, all together) are checked for PII on the blocking pool, not
+/// on the async workers.
+pub const OFF_THREAD_BYTES: usize = 16 * 1024;
+
 /// `text` with PII redacted when the audit keeps full text (for requests that failed before
-/// their guardrails could rewrite them); unchanged under `hashes`.
-pub fn redact_for_audit(state: &AppState, text: &str) -> String {
+/// their guardrails could rewrite them); unchanged under `hashes`. Large texts are redacted
+/// on the blocking pool.
+pub async fn redact_for_audit(state: &AppState, text: &str) -> String {
     match state.cfg.audit.content {
+        crate::config::AuditContent::Full if text.len() > OFF_THREAD_BYTES => {
+            let (d, text) = (state.pii.clone(), text.to_owned());
+            tokio::task::spawn_blocking(move || d.apply(&text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default()).await.unwrap_or_default()
+        }
         crate::config::AuditContent::Full => state.pii.apply(text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default(),
         crate::config::AuditContent::Hashes => text.to_owned(),
     }

@@ -6,6 +6,7 @@
 //! OpenAI's JSON shape and status codes, and hands work to the `pool` (which model is
 //! resident) and the `engine` (batching and decoding). No lock is held across an `.await`.
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod error;
@@ -14,9 +15,11 @@ mod generate;
 pub mod metrics;
 pub mod models;
 pub mod openai;
+pub mod quota;
 mod reeval;
 mod routes;
 pub mod keys;
+pub mod secret;
 pub mod shadow;
 pub mod state;
 pub mod tasks;
@@ -24,7 +27,7 @@ pub mod tasks;
 pub use config::ServerConfig;
 pub use generate::ENGINE_MS_HEADER;
 pub use routes::router;
-pub use state::{AppState, Caller, KeyCheck};
+pub use state::{AppState, Caller, KeyCheck, KeyLookup};
 
 use std::sync::Arc;
 
@@ -46,24 +49,38 @@ pub fn state(cfg: ServerConfig, cache: supply::Cache, keys: Option<Arc<dyn KeyCh
             cfg.bind
         )));
     }
+    if !cfg.is_loopback() && cfg.allowed_hosts.is_empty() {
+        return Err(ServeError::Config(format!(
+            "{} is not loopback: list the names clients use to reach it in `allowed_hosts` (other Host headers are refused)",
+            cfg.bind
+        )));
+    }
     if !cfg.open_local && keys.is_none() {
         return Err(ServeError::Config("`open_local = false` needs a key store".into()));
     }
     let budget = config::parse_budget(&cfg.memory_budget, config::total_ram()).map_err(ServeError::Config)?;
     let model_hashes = Arc::new(audit::model_hashes(&cache, &cfg.models));
     let pii = Arc::new(::guard::Detector::new(cfg.pii.clone()).map_err(|e| ServeError::Config(format!("[pii]: {e}")))?);
+    let secret = Arc::new(secret::ServerSecret::load_or_create(&secret::key_path(&cfg, cache.root())).map_err(|e| ServeError::Config(e.to_string()))?);
+    let admin_token = Arc::new(access::AdminToken::new(cache.root()));
     let pool = models::build_pool(cache, &cfg.models, budget, std::time::Duration::from_secs(cfg.load_wait_s));
-    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes, pii, injection: Default::default(), shadow: Default::default() })
+    Ok(AppState { pool, cfg: Arc::new(cfg), metrics: Arc::new(metrics::Metrics::new()), keys, mesh: None, audit: None, model_hashes, pii, injection: Default::default(), shadow: Default::default(), embedding_slots: Default::default(), secret, admin_token, quota: None })
 }
 
 /// Load the tasks directory and attach a mesh over the state's pool. Every bad task file is
-/// reported, not just the first.
+/// reported, not just the first. Returns how many tasks can run; a valid task whose data file
+/// is missing is not an error: it is logged and listed as unavailable.
 pub fn attach_tasks(state: &mut AppState, dir: &std::path::Path, store: Option<store::Store>, cache_root: std::path::PathBuf) -> Result<usize, ServeError> {
     let registry = mesh::Registry::load_dir(dir).map_err(|errs| ServeError::Config(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
     let n = registry.latest().count();
+    // A task whose data file is missing (the BBC set before `rightsize data bbc-topic`) is
+    // listed as unavailable in `GET /v1/tasks`; the others serve.
+    for u in registry.unavailable() {
+        tracing::warn!(task = %u.name, version = u.version, reason = %u.reason, "task unavailable");
+    }
     let models = Arc::new(tasks::PoolModels(state.pool.clone()));
     let prices = mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd };
-    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices).with_guards(state.pii.clone(), state.injection.clone())));
+    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices).with_guards(state.pii.clone(), state.injection.clone(), state.secret.pii_salt())));
     Ok(n)
 }
 
@@ -73,10 +90,18 @@ pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = 
     serve_on(listener, state, shutdown).await
 }
 
-/// Serve on an already-bound listener (tests bind port 0).
+/// Serve on an already-bound listener (tests bind port 0). The admin token file
+/// (`crate::access`) exists while this runs.
 pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let port = listener.local_addr()?.port();
+    let _token_file = state
+        .admin_token
+        .write(port)
+        .inspect_err(|e| tracing::warn!(error = %e, path = %state.admin_token.path(port).display(), "could not write the admin token file; `rightsize ps/load/unload` will need an admin key"))
+        .ok();
     state.pool.spawn_reaper(std::time::Duration::from_secs(1));
     audit::spawn_retention(&state);
+    quota::spawn_prune(&state);
     reeval::spawn(&state);
     for m in state.cfg.models.iter().filter(|m| m.pin) {
         let pool = state.pool.clone();
@@ -101,9 +126,12 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdo
             }
         });
     }
-    // Every request gets an id (echoed as `x-request-id`) that its log lines carry.
+    // Every request gets an id (echoed as `x-request-id`) that its log lines carry. A
+    // client's own id is kept when it is short and plain (`audit::valid_request_id`), else
+    // replaced by a generated one.
     let app = router(state).layer(
         tower::ServiceBuilder::new()
+            .layer(axum::middleware::map_request(drop_bad_request_id))
             .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
             .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -113,4 +141,15 @@ pub async fn serve_on(listener: tokio::net::TcpListener, state: AppState, shutdo
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// Removes an `x-request-id` that is too long or holds other characters than
+/// `[A-Za-z0-9._:-]`, so that `SetRequestIdLayer` generates one in its place.
+async fn drop_bad_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let ok = req.headers().get_all("x-request-id").iter().count() <= 1
+        && req.headers().get("x-request-id").is_none_or(|v| v.to_str().is_ok_and(audit::valid_request_id));
+    if !ok {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }

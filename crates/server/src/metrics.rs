@@ -106,8 +106,11 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
-        String::from_utf8(buf).expect("prometheus text is UTF-8")
+        // Encoding to a Vec does not fail; a request path never panics on it either way.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "could not encode the metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
     }
 }
 

@@ -54,6 +54,13 @@ impl CacheLoader {
     }
 }
 
+/// Refuses a model whose file changed since its sha256 was verified: the marker's stamp (size,
+/// mtime) matches, or the file hashes to the marker's digest (`supply::verified_model_digest`).
+/// One `stat` for an untouched file; never under the pool's lock (loads run on their own).
+fn check_verified(id: &str, path: &std::path::Path) -> Result<(), String> {
+    supply::verified_model_digest(path, &supply::NoProgress).map(|_| ()).map_err(|e| format!("model `{id}` refused: {e}"))
+}
+
 fn dir_bytes(p: &std::path::Path) -> u64 {
     if p.is_file() {
         return p.metadata().map(|m| m.len()).unwrap_or(0);
@@ -88,6 +95,7 @@ impl pool::Loader<Loaded> for CacheLoader {
 
     fn load(&self, id: &str, asleep: Option<Arc<engine::Model>>) -> Result<Loaded, String> {
         let (m, path) = self.source(id)?;
+        check_verified(id, &path)?;
         if path.is_dir() {
             let model = encoder::Encoder::load(&path, encoder::EncoderOptions::default()).map_err(|e| e.to_string())?;
             return Ok(Loaded::Encoder { model, bytes: dir_bytes(&path) });
@@ -105,6 +113,7 @@ impl pool::Loader<Loaded> for CacheLoader {
         if !path.is_file() {
             return Ok(None); // encoders load in ~100 ms; nothing to keep
         }
+        check_verified(id, &path)?;
         let cfg = engine_config(m);
         let model = engine::Model::load(&path, cfg.n_gpu_layers, cfg.repack).map_err(|e| e.to_string())?;
         if !model.can_sleep() {

@@ -219,24 +219,49 @@ pub fn now_secs() -> u64 {
 }
 
 /// Parse a keep-alive value: seconds as a number, or "30s", "5m", "1h"; negative = forever.
+/// NaN, infinities and durations too long to represent are a 400, never a panic.
 pub fn parse_keep_alive(v: &serde_json::Value) -> Result<Option<std::time::Duration>, ApiError> {
     let bad = || ApiError::bad_request("`keep_alive` must be seconds or a duration like \"30s\", \"5m\", \"1h\"").param("keep_alive");
     let secs: f64 = match v {
         serde_json::Value::Number(n) => n.as_f64().ok_or_else(bad)?,
         serde_json::Value::String(s) => {
             let s = s.trim();
-            let (num, mult) = match s.chars().last() {
-                Some('s') => (&s[..s.len() - 1], 1.0),
-                Some('m') => (&s[..s.len() - 1], 60.0),
-                Some('h') => (&s[..s.len() - 1], 3600.0),
-                _ => (s, 1.0),
+            let (num, mult) = if let Some(n) = s.strip_suffix('s') {
+                (n, 1.0)
+            } else if let Some(n) = s.strip_suffix('m') {
+                (n, 60.0)
+            } else if let Some(n) = s.strip_suffix('h') {
+                (n, 3600.0)
+            } else {
+                (s, 1.0)
             };
             num.parse::<f64>().map_err(|_| bad())? * mult
         }
         _ => return Err(bad()),
     };
+    if !secs.is_finite() {
+        return Err(bad());
+    }
     if secs < 0.0 {
         return Ok(Some(std::time::Duration::from_secs(u64::MAX / 4)));
     }
-    Ok(Some(std::time::Duration::from_secs_f64(secs)))
+    std::time::Duration::try_from_secs_f64(secs).map(Some).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keep_alive_rejects_what_is_not_a_duration_without_panicking() {
+        assert_eq!(parse_keep_alive(&json!("5m")).unwrap(), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(parse_keep_alive(&json!(1.5)).unwrap(), Some(std::time::Duration::from_millis(1500)));
+        assert!(parse_keep_alive(&json!(-1)).unwrap().is_some_and(|d| d.as_secs() > 1 << 40), "negative: forever");
+        for v in [json!(1e300), json!("1e300"), json!("1e300h"), json!("NaN"), json!("inf"), json!("-inf"), json!("infs"), json!("nanm"), json!("5é"), json!(""), json!(true)] {
+            let e = parse_keep_alive(&v).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{v}");
+            assert_eq!(e.param.as_deref(), Some("keep_alive"));
+        }
+    }
 }

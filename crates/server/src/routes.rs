@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::generate::{self, Job, Shape};
 use crate::models::Loaded;
 use crate::openai::*;
-use crate::state::{AppState, Caller};
+use crate::state::{AppState, Caller, KeyLookup};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::access::gate))
         .with_state(state)
 }
 
@@ -49,15 +50,31 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    let caller = match (bearer, &state.keys) {
-        (Some(secret), Some(keys)) => keys.check(secret).ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?,
-        (None, _) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive, guard: None },
-        (Some(_), None) if state.cfg.open_local => Caller { key_id: None, admin: true, default_priority: engine::Priority::Interactive, guard: None },
-        _ => return Err(ApiError::unauthorized("an API key is required: `Authorization: Bearer <key>`")),
+    // Host/Origin/Content-Type were checked by `crate::access::gate`. Open local mode: no
+    // bearer, or one the store does not know (official clients always send one), is an
+    // anonymous caller with the `inference` scope; a revoked or refused key never passes.
+    let caller = match bearer {
+        Some(secret) if state.admin_token.matches(secret) => Caller::local_admin(),
+        Some(secret) => match state.keys.as_ref().map_or(KeyLookup::Unknown, |k| k.check(secret)) {
+            KeyLookup::Active(c) => c,
+            KeyLookup::Revoked => return Err(ApiError::unauthorized("invalid or revoked API key")),
+            KeyLookup::Refused { key_id, reason } => {
+                tracing::warn!(key = %key_id, "request refused: {reason}");
+                return Err(ApiError::forbidden(reason).code("key_refused"));
+            }
+            KeyLookup::Unknown if state.cfg.open_local => Caller::anonymous(),
+            KeyLookup::Unknown => return Err(ApiError::unauthorized("invalid or revoked API key")),
+        },
+        None if state.cfg.open_local => Caller::anonymous(),
+        None => return Err(ApiError::unauthorized("an API key is required: `Authorization: Bearer <key>`")),
     };
     if req.uri().path().starts_with("/admin") && !caller.admin {
-        return Err(ApiError::forbidden("this key lacks the `admin` scope"));
+        return Err(ApiError::forbidden(match caller.key_id {
+            Some(_) => "this key lacks the `admin` scope",
+            None => "/admin needs an admin key (`rightsize keys create --scope admin`); the local `rightsize ps/load/unload` send this server's admin token by themselves",
+        }));
     }
+    crate::quota::check(&state, &caller).await?;
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
@@ -85,6 +102,12 @@ fn job(
 ) -> Result<Job, ApiError> {
     req.priority = generate::priority(sampling.priority.as_deref(), headers, caller.default_priority)?;
     let timeout = generate::deadline(headers, state_timeout)?;
+    // A model's keep-alive holds for every caller: setting it is an admin's (capped at
+    // `max_keep_alive_s` in `generate::run`).
+    let keep_alive = sampling.keep_alive.as_ref().map(parse_keep_alive).transpose()?.flatten();
+    if keep_alive.is_some() && !caller.admin {
+        return Err(ApiError::forbidden("`keep_alive` sets how long the model stays resident for every caller: it needs an admin key").param("keep_alive"));
+    }
     Ok(Job {
         timeout,
         model,
@@ -92,7 +115,7 @@ fn job(
         stream,
         include_usage: stream_options.is_some_and(|o| o.include_usage),
         shape,
-        keep_alive: sampling.keep_alive.as_ref().map(parse_keep_alive).transpose()?.flatten(),
+        keep_alive,
         echo_prefix,
         audit: ctx,
         audit_input,
@@ -118,12 +141,22 @@ fn chat_audit_input(msgs: &[InMessage]) -> String {
 }
 
 async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(r): Body<ChatRequest>) -> Result<Response, ApiError> {
+    // Before any per-message work (guardrails, templating): a small body must not buy
+    // seconds of CPU.
+    if r.messages.len() > state.cfg.max_messages {
+        let ctx = audit::Ctx::new(&headers, &caller);
+        let e = ApiError::bad_request(format!("`messages` holds {} messages; this server takes at most {} (`max_messages`)", r.messages.len(), state.cfg.max_messages))
+            .param("messages")
+            .code("too_many_messages");
+        let input = crate::guard::redact_for_audit(&state, &chat_audit_input(&r.messages)).await;
+        return audit::failed(&state, &ctx, &audit::requested_model(&state, &r.model), &input, Err(e)).await;
+    }
     if let Some(task) = r.model.strip_prefix("task:") {
         let task = task.to_owned();
         return crate::tasks::chat(state, caller, headers, &task, r).await;
     }
     let ctx = audit::Ctx::new(&headers, &caller);
-    let model = r.model.clone();
+    let model = audit::requested_model(&state, &r.model);
     let mut r = r;
     // Input guardrails rewrite the messages first: nothing after this point (the model, the
     // audit, the logs) sees what they removed.
@@ -131,7 +164,7 @@ async fn chat(State(state): State<AppState>, Extension(caller): Extension<Caller
     let guarded = if rails.is_empty() { Ok(None) } else { crate::guard::guard_messages(&state, &rails, &mut r.messages).await.map(Some) };
     let input = match &guarded {
         Ok(_) => chat_audit_input(&r.messages),
-        Err(_) => crate::guard::redact_for_audit(&state, &chat_audit_input(&r.messages)),
+        Err(_) => crate::guard::redact_for_audit(&state, &chat_audit_input(&r.messages)).await,
     };
     let res = match guarded {
         Ok(g) => chat_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), r, g).await,
@@ -167,7 +200,7 @@ async fn chat_inner(state: AppState, caller: Caller, headers: HeaderMap, ctx: au
 
 async fn completions(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(mut r): Body<CompletionRequest>) -> Result<Response, ApiError> {
     let ctx = audit::Ctx::new(&headers, &caller);
-    let model = r.model.clone();
+    let model = audit::requested_model(&state, &r.model);
     let mut prompts = std::mem::replace(&mut r.prompt, StringOrList::Many(Vec::new())).into_vec();
     let rails = crate::guard::effective(&state, &caller);
     let guarded = if rails.is_empty() { Ok(None) } else { crate::guard::guard_texts(&state, &rails, prompts.clone(), prompts.iter_mut().collect(), "prompt").await.map(Some) };
@@ -179,7 +212,7 @@ async fn completions(State(state): State<AppState>, Extension(caller): Extension
     let res = match guarded {
         Ok(g) => completions_inner(state.clone(), caller, headers, ctx.clone(), input.clone(), prompts, r, g).await,
         Err(e) => {
-            let input = crate::guard::redact_for_audit(&state, &input);
+            let input = crate::guard::redact_for_audit(&state, &input).await;
             return audit::failed(&state, &ctx, &model, &input, Err(e)).await;
         }
     };
@@ -216,7 +249,7 @@ async fn completions_inner(state: AppState, caller: Caller, headers: HeaderMap, 
 
 async fn embeddings(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Body(mut r): Body<EmbeddingRequest>) -> Result<Response, ApiError> {
     let ctx = audit::Ctx::new(&headers, &caller);
-    let model = r.model.clone();
+    let model = audit::requested_model(&state, &r.model);
     // The inputs as the audit log sees them: a compact JSON list of the strings.
     let (inputs, input) = match std::mem::replace(&mut r.input, EmbeddingInput::Many(Vec::new())) {
         EmbeddingInput::One(s) => (Ok(vec![s.clone()]), serde_json::to_string(&[s]).unwrap_or_default()),
@@ -226,14 +259,47 @@ async fn embeddings(State(state): State<AppState>, Extension(caller): Extension<
         }
         EmbeddingInput::Tokens(t) => (Err(ApiError::bad_request("token-array input is not supported; send strings").param("input")), serde_json::to_string(&t).unwrap_or_default()),
     };
+    // Set once the guardrails have run: the inputs as the model saw them. A request that
+    // fails before is recorded with its input PII-redacted (under `audit.content = "full"`).
+    let mut seen = None;
     let res = match inputs {
-        Ok(inputs) => embeddings_inner(&state, &ctx, &input, inputs, r).await,
+        Ok(inputs) => embeddings_inner(&state, &caller, &headers, &ctx, &mut seen, inputs, r).await,
         Err(e) => Err(e),
+    };
+    let input = match seen {
+        Some(s) => s,
+        None if res.is_err() => crate::guard::redact_for_audit(&state, &input).await,
+        None => input,
     };
     audit::failed(&state, &ctx, &model, &input, res).await
 }
 
-async fn embeddings_inner(state: &AppState, ctx: &audit::Ctx, input: &str, inputs: Vec<String>, r: EmbeddingRequest) -> Result<Response, ApiError> {
+/// Sets its flag when dropped: the handler's future is gone (answered, past its deadline, or
+/// the client hung up), so blocking work for it can stop.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Inputs embedded per encoder call (between two deadline checks).
+const EMBED_CHUNK: usize = 8;
+
+/// One of the `max_embedding_in_flight` slots of `model`, or 429 with Retry-After.
+fn embedding_slot(state: &AppState, model: &str) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let max = state.cfg.max_embedding_in_flight;
+    let sem = {
+        let mut slots = state.embedding_slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(model.to_owned()).or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max))).clone()
+    };
+    sem.try_acquire_owned()
+        .map_err(|_| ApiError::overloaded(format!("{max} embedding requests for `{model}` are already running (`max_embedding_in_flight`); retry later"), 1))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn embeddings_inner(state: &AppState, caller: &Caller, headers: &HeaderMap, ctx: &audit::Ctx, seen: &mut Option<String>, mut inputs: Vec<String>, r: EmbeddingRequest) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     if !state.pool.knows(&r.model) {
         return Err(ApiError::not_found_model(&r.model));
@@ -241,32 +307,67 @@ async fn embeddings_inner(state: &AppState, ctx: &audit::Ctx, input: &str, input
     if inputs.is_empty() || inputs.len() > 2048 {
         return Err(ApiError::bad_request("`input` must hold 1 to 2048 strings").param("input"));
     }
+    // What a request may cost: characters in (the encoder's work grows with them), and a
+    // bounded number computing at once per model.
+    let chars: usize = inputs.iter().map(|s| s.chars().count()).sum();
+    if chars > state.cfg.max_embedding_chars {
+        return Err(ApiError::bad_request(format!("`input` holds {chars} characters; this server embeds at most {} per request (`max_embedding_chars`)", state.cfg.max_embedding_chars))
+            .param("input")
+            .code("input_too_large"));
+    }
     let base64 = match r.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
         Some(o) => return Err(ApiError::bad_request(format!("unknown encoding_format `{o}`")).param("encoding_format")),
     };
-    let lease = state.pool.acquire(&r.model, None).await?;
-    if !matches!(&*lease, Loaded::Encoder { .. }) {
-        return Err(ApiError::bad_request(format!("`{}` is not an embedding model", r.model)).param("model"));
+    let dims_error = || ApiError::bad_request("`dimensions` must be between 1 and the model's size").param("dimensions");
+    if r.dimensions == Some(0) {
+        return Err(dims_error());
     }
-    let model = lease.model().clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let Loaded::Encoder { model: enc, .. } = &*model else { unreachable!("checked above") };
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        enc.embed_with_usage(&refs)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    drop(lease);
+    let deadline = t0 + generate::deadline(headers, Duration::from_secs(state.cfg.request_timeout_s))?;
+    let timed_out = || ApiError::timeout("request deadline passed");
+    let permit = embedding_slot(state, &r.model)?;
+    // Input guardrails, as for chat: what they remove never reaches the model or the audit.
+    let rails = crate::guard::effective(state, caller);
+    let guard = if rails.is_empty() { None } else { Some(crate::guard::guard_texts(state, &rails, inputs.clone(), inputs.iter_mut().collect(), "input").await?) };
+    let input = serde_json::to_string(&inputs).unwrap_or_default();
+    *seen = Some(input.clone());
+    let lease = tokio::time::timeout_at(deadline.into(), state.pool.acquire(&r.model, None)).await.map_err(|_| timed_out())??;
+    let Loaded::Encoder { model: enc, .. } = &*lease else {
+        return Err(ApiError::bad_request(format!("`{}` is not an embedding model", r.model)).param("model"));
+    };
+    if r.dimensions.is_some_and(|d| d > enc.dim()) {
+        return Err(dims_error());
+    }
+    // The work stops between batches once the deadline passes or this request is gone; the
+    // slot and the lease are held until it has.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let work = tokio::task::spawn_blocking(move || {
+        let (_permit, lease) = (permit, lease);
+        let mut out = encoder::EmbedOutput::default();
+        let Loaded::Encoder { model: enc, .. } = &*lease else { return Ok(out) };
+        let keep_going = || !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline;
+        // A few inputs at a time: on a small CPU one encoder batch of long inputs takes
+        // seconds, and the deadline is checked between them.
+        for chunk in inputs.chunks(EMBED_CHUNK) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let part = enc.embed_until(&refs, &keep_going)?;
+            out.embeddings.extend(part.embeddings);
+            out.token_counts.extend(part.token_counts);
+        }
+        Ok(out)
+    });
+    let out = tokio::time::timeout_at(deadline.into(), work)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| match e {
+            encoder::EncoderError::Stopped { .. } => timed_out(),
+            e => ApiError::internal(e.to_string()),
+        })?;
     let tokens = out.total_tokens();
     let vectors = out.embeddings;
-    if let Some(d) = r.dimensions {
-        if d == 0 || vectors.first().is_some_and(|v| d > v.len()) {
-            return Err(ApiError::bad_request("`dimensions` must be between 1 and the model's size").param("dimensions"));
-        }
-    }
     let data: Vec<serde_json::Value> = vectors
         .into_iter()
         .enumerate()
@@ -286,17 +387,25 @@ async fn embeddings_inner(state: &AppState, ctx: &audit::Ctx, input: &str, input
         })
         .collect();
     state.metrics.embedded(&r.model, tokens, t0.elapsed());
+    if let Some(g) = &guard {
+        state.metrics.guard_events("request", &g.events);
+    }
     // Vectors are not text: the record keeps the hash of `data` under either content policy.
     let data = serde_json::Value::Array(data);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let rec = store::AuditRecord {
-        output: store::content_hash(&data.to_string()),
+        output: state.secret.content_hash(&data.to_string()),
         tokens_in: tokens as i64,
         cost_usd: audit::local_cost(state, t0.elapsed().as_secs_f64() * cores),
-        ..ctx.record(state, "request", Some(&r.model), input, "")
+        guard: guard.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
+        ..ctx.record(state, "request", Some(&r.model), &input, "")
     };
     audit::record(state, rec).await?;
-    Ok(Json(json!({"object": "list", "data": data, "model": r.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response())
+    let mut body = json!({"object": "list", "data": data, "model": r.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    if let Some(g) = &guard {
+        body["rightsize"] = json!({"guard": g.report()});
+    }
+    Ok(Json(body).into_response())
 }
 
 fn model_json(id: &str) -> serde_json::Value {

@@ -66,11 +66,15 @@ impl From<MeshError> for ApiError {
     fn from(e: MeshError) -> Self {
         match &e {
             MeshError::UnknownTask(_) | MeshError::UnknownVersion(..) => ApiError::not_found(e.to_string()),
+            MeshError::Unavailable { .. } => ApiError::unavailable(e.to_string()).code("task_unavailable"),
             MeshError::BadInput(_) => ApiError::bad_request(e.to_string()).param("input"),
             MeshError::Exhausted { .. } | MeshError::TierFailed { .. } => ApiError::unavailable(e.to_string()),
             MeshError::Blocked { .. } => ApiError::unprocessable(e.to_string()).param("input").code("guardrail_blocked"),
             MeshError::OutputRejected { .. } => ApiError::unprocessable(e.to_string()).code("output_guardrail"),
             MeshError::TooLarge(_) => ApiError::too_large(e.to_string()),
+            // Never fits: a retry cannot help, so not a 503 with Retry-After.
+            MeshError::InputTooLong { .. } => ApiError::bad_request(e.to_string()).param("input").code("context_length_exceeded"),
+            MeshError::Overloaded { .. } => ApiError::overloaded(e.to_string(), 1),
             MeshError::Store(_) => ApiError::internal(e.to_string()),
         }
     }
@@ -148,14 +152,17 @@ async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Opt
         }
         Err(e) => {
             if state.audit.is_some() {
-                // The version that would have run, when the task exists.
-                let version = version.or_else(|| state.mesh.as_ref().and_then(|m| m.task(name, None).ok()).map(|t| t.spec.version));
+                // The version that would have run, when the task exists. A name that is no task
+                // is free text from the client: the record keeps its keyed hash only.
+                let known = state.mesh.as_ref().and_then(|m| m.task(name, None).ok()).map(|t| t.spec.version);
+                let version = version.or(known);
+                let task = if known.is_some() { name.to_owned() } else { audit::unknown_name(state, name) };
                 let rec = store::AuditRecord {
-                    task: Some(name.to_owned()),
+                    task: Some(task),
                     task_version: version,
                     status: audit::error_status(&e),
                     output: String::new(),
-                    ..ctx.record(state, "task", None, &crate::guard::redact_for_audit(state, input), "")
+                    ..ctx.record(state, "task", None, &crate::guard::redact_for_audit(state, input).await, "")
                 };
                 audit::record_failure(state, rec).await;
             }
@@ -166,13 +173,15 @@ async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Opt
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mesh = mesh(&state)?;
-    let data: Vec<Value> = mesh.registry.latest().map(|t| summary(&mesh.registry, &t)).collect();
+    let mut data: Vec<Value> = mesh.registry.latest().map(|t| summary(&mesh.registry, &t)).collect();
+    // Valid task files that cannot run here (a data file is missing), with the reason.
+    data.extend(mesh.registry.unavailable().iter().map(|u| json!({ "name": u.name, "version": u.version, "available": false, "unavailable": u.reason })));
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 fn summary(reg: &mesh::Registry, t: &mesh::Task) -> Value {
     json!({
-        "name": t.spec.name, "version": t.spec.version, "versions": reg.versions(&t.spec.name),
+        "name": t.spec.name, "version": t.spec.version, "versions": reg.versions(&t.spec.name), "available": true,
         "description": t.spec.description, "owner": t.spec.owner, "inputs": t.spec.inputs,
         "output": t.spec.output.kind, "ladder": t.tiers().map(|x| json!({"tier": x.id(), "threshold": x.threshold})).collect::<Vec<_>>(),
     })
@@ -243,6 +252,9 @@ async fn chat_run(state: &AppState, caller: &Caller, headers: &HeaderMap, name: 
     if r.stream {
         return Err(ApiError::bad_request("streaming is not supported for task models").param("stream"));
     }
+    // The task decides how it samples, but a bad value is still the caller's error.
+    crate::generate::sampling_params(&r.sampling, u32::MAX as usize)?;
+    r.sampling.keep_alive.as_ref().map(crate::openai::parse_keep_alive).transpose()?;
     let task = mesh.task(name, None)?;
     let last = r.messages.iter().rev().find(|m| m.role == "user").ok_or_else(|| ApiError::bad_request("a task needs a user message").param("messages"))?;
     let text = match &last.content {

@@ -35,14 +35,26 @@ fn server() -> &'static TestServer {
     S.get_or_init(|| TestServer::start(CONFIG))
 }
 
+/// The Python with the `openai` client: `$RIGHTSIZE_PYTHON` (scripts/setup.sh's virtual
+/// environment, which scripts/test.sh exports), else that environment at its default place
+/// (`target/py`), else `python3`.
+fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("RIGHTSIZE_PYTHON").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py/bin/python");
+    if venv.is_file() { venv } else { "python3".into() }
+}
+
 #[test]
 fn official_openai_client_conformance() {
     let s = server();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/openai_conformance.py");
-    let out = std::process::Command::new("python3").args([script, &s.base, "qwen2.5-0.5b", "minilm-l6"]).output().expect("python3");
+    let py = python();
+    let out = std::process::Command::new(&py).args([script, &s.base, "qwen2.5-0.5b", "minilm-l6"]).output().unwrap_or_else(|e| panic!("{}: {e}", py.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "conformance failed (is the `openai` package installed? scripts/test.sh installs it)");
+    assert!(out.status.success(), "conformance failed with {} (is the `openai` package installed? scripts/setup.sh dev installs it into target/py)", py.display());
     assert!(stdout.contains(" passed, 0 failed"));
 }
 

@@ -8,7 +8,16 @@ use common::fixtures::SENTIMENT_PROMPT;
 use common::TestServer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use store::{content_hash, AuditLine, Store};
+use store::{AuditLine, Store};
+
+/// The keyed hash the server keeps under `content = "hashes"`: HMAC with the server key in the
+/// cache (`<cache>/server.key`), which an auditor holding the key file can recompute.
+fn content_hash(text: &str) -> String {
+    let key = supply::Cache::from_env().root().join("server.key");
+    let h = server::secret::ServerSecret::load_or_create(&key).unwrap().content_hash(text);
+    assert_ne!(h, store::content_hash(text), "keyed, not a plain sha256 anyone could recompute from a guess");
+    h
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -195,7 +204,8 @@ fn every_request_and_task_run_leaves_one_chained_record_with_hashes_only() {
 
     let r = rec(4);
     assert_eq!(r.status, "error:404");
-    assert_eq!(r.model.as_deref(), Some("gpt-9"));
+    // Not a configured model: free text from the client, kept as its keyed hash only.
+    assert_eq!(r.model, Some(format!("unknown:{}", content_hash("gpt-9"))));
     assert_eq!(r.output, "", "nothing was answered");
 
     let r = rec(5);
@@ -281,5 +291,33 @@ fn full_content_policy_and_a_failed_audit_write_fails_the_request() {
     let r = &lines[0].record;
     assert_eq!(r.input, json!([{"role": "user", "content": "Say hi. ROWAN-1"}]).to_string(), "full: the text itself");
     assert_eq!(r.output, answer["choices"][0]["message"]["content"].as_str().unwrap());
+    assert!(verify(&db).ok());
+}
+
+#[test]
+fn a_row_written_past_the_head_fails_requests_with_the_reason_until_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let s = TestServer::start_full("[[model]]\nid = \"smollm2-135m\"\npin = true\nctx = 512\nmax_sequences = 2\n", None, Some(db.clone()));
+    let chat = || {
+        TestServer::client()
+            .post(format!("{}/v1/chat/completions", s.base))
+            .json(&json!({"model": "smollm2-135m", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 2}))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(chat().status(), 200);
+    // Someone with write access appends a row at the next seq, without the head.
+    let cols = "prev_hash, hash, ts_ms, kind, request_id, key_id, task, task_version, model, model_hash, tier_path, guard, input, output, tokens_in, tokens_out, latency_ms, cost_usd, status";
+    sql(&db, &format!("INSERT INTO audit_log (seq, {cols}) SELECT seq + 1, {cols} FROM audit_log WHERE seq = 1;"));
+    let r = chat();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "audit_unavailable", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("past its head (seq 2)"), "{body}");
+    let rep = verify(&db);
+    assert_eq!(rep.first_bad.map(|b| (b.seq, b.reason.contains("beyond the head"))), Some((2, true)));
+    sql(&db, "DELETE FROM audit_log WHERE seq = 2;");
+    assert_eq!(chat().status(), 200, "serving again once the row is gone");
     assert!(verify(&db).ok());
 }

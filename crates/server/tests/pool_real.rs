@@ -76,7 +76,7 @@ fn lru_eviction_within_budget_and_admin_endpoints() {
     let metrics = TestServer::client().get(format!("{}/metrics", s.base)).send().unwrap().text().unwrap();
     assert!(metrics.contains(r#"rightsize_pool_events_total{event="wake"} 1"#), "{metrics}");
     // Admin unload (asleep), unload with forget (gone), load.
-    let c = TestServer::client();
+    let c = s.admin_client();
     let u: serde_json::Value = c.post(format!("{}/admin/models/smollm2-135m/unload", s.base)).send().unwrap().json().unwrap();
     assert_eq!(u["unloaded"], true);
     assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "asleep");
@@ -108,7 +108,7 @@ fn pinned_model_is_never_evicted_so_the_other_gets_503() {
 #[test]
 fn keep_alive_puts_idle_models_to_sleep() {
     let s = TestServer::start(&config(false));
-    assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "1s"})).status(), 200);
+    assert_eq!(s.chat_with(&s.admin_client(), "smollm2-135m", "Hi", json!({"keep_alive": "1s"})).status(), 200);
     assert!(s.resident().contains(&"smollm2-135m".to_string()));
     let t0 = Instant::now();
     while s.resident().contains(&"smollm2-135m".to_string()) {
@@ -119,7 +119,7 @@ fn keep_alive_puts_idle_models_to_sleep() {
     // Expired means asleep: weights and KV freed, the parsed vocabulary kept.
     assert_eq!(model(&s.ps(), "smollm2-135m")["state"], "asleep");
     // Bad keep_alive is a 400.
-    assert_eq!(s.chat("smollm2-135m", "Hi", json!({"keep_alive": "soon"})).status(), 400);
+    assert_eq!(s.chat_with(&s.admin_client(), "smollm2-135m", "Hi", json!({"keep_alive": "soon"})).status(), 400);
 }
 
 #[test]

@@ -44,6 +44,8 @@ const HASH_MISMATCH: &str = "hash mismatch (record changed)";
 const SEQ_GAP: &str = "sequence gap (record removed)";
 const PREV_MISMATCH: &str = "previous-hash mismatch (reordered or removed)";
 const HEAD_MISMATCH: &str = "head mismatch (records removed from the end)";
+const BEYOND_HEAD: &str = "record beyond the head (written outside rightsize; appends fail until it is removed)";
+const BEFORE_ANCHOR: &str = "record before the anchor (written outside rightsize into the pruned range)";
 
 pub(crate) const AUDIT_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_log (
@@ -297,7 +299,12 @@ impl Store {
         .bind(rec.model_hash.as_deref()).bind(tier).bind(guard).bind(&rec.input).bind(&rec.output)
         .bind(rec.tokens_in).bind(rec.tokens_out).bind(rec.latency_ms).bind(rec.cost_usd).bind(&rec.status)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The seq after the head is taken: a row was inserted past the head from outside.
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AuditBeyondHead { seq, head: head.last_seq },
+            e => e.into(),
+        })?;
         sqlx::query("UPDATE audit_head SET last_seq = $1, last_hash = $2, records = records + 1 WHERE id = 1")
             .bind(seq)
             .bind(&hash)
@@ -320,7 +327,8 @@ impl Store {
     }
 
     /// Recompute the chain from the anchor to the head (as it was when verification started;
-    /// later appends are not checked). Do not prune while verifying: that reads as a gap.
+    /// later appends are not checked), then look for rows outside the chain: before the anchor
+    /// or beyond the head. Do not prune while verifying: that reads as a gap.
     pub async fn audit_verify(&self) -> Result<VerifyReport, StoreError> {
         let head = read_head(self.pool()).await?;
         let mut rep = VerifyReport { records: 0, anchor_seq: head.anchor_seq, head_seq: head.last_seq, head_hash: head.last_hash.clone(), first_bad: None };
@@ -353,6 +361,16 @@ impl Store {
         }
         if next - 1 != head.last_seq || prev != head.last_hash || rep.records as i64 != head.records {
             return bad(rep, if next - 1 != head.last_seq { next } else { head.last_seq }, HEAD_MISMATCH);
+        }
+        // Rows outside (anchor, head] are not part of the chain: nothing rightsize writes puts
+        // them there (an append past the head would collide with them). Each check reads the
+        // head in the same statement, so appends and prunes meanwhile do not count.
+        let outside = |sql: &'static str| sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(self.pool());
+        if let Some(seq) = outside("SELECT MAX(seq) FROM audit_log WHERE seq <= (SELECT anchor_seq FROM audit_head WHERE id = 1)").await? {
+            return bad(rep, seq, BEFORE_ANCHOR);
+        }
+        if let Some(seq) = outside("SELECT MIN(seq) FROM audit_log WHERE seq > (SELECT last_seq FROM audit_head WHERE id = 1)").await? {
+            return bad(rep, seq, BEYOND_HEAD);
         }
         Ok(rep)
     }

@@ -142,6 +142,39 @@ async fn records_removed_from_the_end_are_named() {
     assert_eq!(first_bad(&s).await, (10, "head mismatch (records removed from the end)".into()));
 }
 
+/// A copy of record `from` stored at `seq`, written straight into the table.
+async fn insert_copy(s: &Store, from: i64, seq: i64) {
+    let cols = "prev_hash, hash, ts_ms, kind, request_id, key_id, task, task_version, model, model_hash, tier_path, guard, input, output, tokens_in, tokens_out, latency_ms, cost_usd, status";
+    exec(s, &format!("INSERT INTO audit_log (seq, {cols}) SELECT {seq}, {cols} FROM audit_log WHERE seq = {from}")).await;
+}
+
+const BEYOND: &str = "record beyond the head (written outside rightsize; appends fail until it is removed)";
+
+#[tokio::test]
+async fn rows_beyond_the_head_are_named_and_appends_say_why() {
+    let (s, _d) = temp_store().await;
+    append_n(&s, 5).await;
+    insert_copy(&s, 5, 6).await;
+    assert_eq!(first_bad(&s).await, (6, BEYOND.into()));
+    assert_eq!(s.audit_verify().await.unwrap().records, 5, "the chain itself is whole");
+    match s.audit_append(&rec(6)).await {
+        Err(e @ StoreError::AuditBeyondHead { seq: 6, head: 5 }) => assert!(e.to_string().contains("written outside rightsize"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Further out too (not only at head + 1).
+    exec(&s, "DELETE FROM audit_log WHERE seq = 6").await;
+    insert_copy(&s, 5, 40).await;
+    assert_eq!(first_bad(&s).await, (40, BEYOND.into()));
+    // Removed: appends continue the chain and it verifies.
+    exec(&s, "DELETE FROM audit_log WHERE seq = 40").await;
+    assert_eq!(s.audit_append(&rec(6)).await.unwrap().seq, 6);
+    assert!(s.audit_verify().await.unwrap().ok());
+    // A row put back into the pruned range is named as well.
+    assert_eq!(s.audit_prune(3_500).await.unwrap(), 3);
+    insert_copy(&s, 4, 2).await;
+    assert_eq!(first_bad(&s).await, (2, "record before the anchor (written outside rightsize into the pruned range)".into()));
+}
+
 #[tokio::test]
 async fn prune_keeps_the_rest_verifiable() {
     let (s, _d) = temp_store().await;
@@ -290,6 +323,10 @@ async fn postgres_round_trip_when_configured() {
     assert_eq!((r.records, r.ok()), (102, true));
     assert_eq!(s.audit_prune(50_000).await.unwrap(), 25);
     assert_eq!(s.audit_verify().await.unwrap().records, 77);
+    insert_copy(&s, 102, 103).await;
+    assert_eq!(first_bad(&s).await, (103, BEYOND.into()));
+    assert!(matches!(s.audit_append(&rec(7)).await, Err(StoreError::AuditBeyondHead { seq: 103, head: 102 })));
+    exec(&s, "DELETE FROM audit_log WHERE seq = 103").await;
     exec(&s, "UPDATE audit_log SET tokens_out = 6 WHERE seq = 40").await;
     assert_eq!(first_bad(&s).await.0, 40);
 }

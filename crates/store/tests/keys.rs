@@ -3,7 +3,7 @@
 //! on Postgres (the store several server instances share).
 
 mod common;
-use store::{hash_secret, KeyScope, Store};
+use store::{hash_secret, KeyScope, Store, StoreError};
 
 async fn round_trip(s: &Store, tag: &str) {
     let (app, ops) = (format!("app{tag}"), format!("ops{tag}"));
@@ -36,18 +36,40 @@ async fn round_trip(s: &Store, tag: &str) {
     let listed = s.list_keys().await.unwrap();
     assert!(listed.iter().any(|k| k.id == a.key.id && k.revoked_at.is_some()), "revoked keys stay listed");
 
+    // Names are unique among active keys, also when created at once; a revoked key's name is free.
+    let dup = s.create_key(&ops, &[KeyScope::Inference], "batch").await;
+    assert!(matches!(&dup, Err(StoreError::DuplicateName(n)) if *n == ops), "{dup:?}");
+    assert!(dup.unwrap_err().to_string().contains("already named"));
+    let again = s.create_key(&app, &[KeyScope::Inference], "batch").await.unwrap();
+    assert_eq!(s.revoke_key(&app).await.unwrap().id, again.key.id, "revoking by name picks the active key");
+    let race = format!("race{tag}");
+    let tries: Vec<_> = (0..8).map(|_| {
+        let (s, race) = (s.clone(), race.clone());
+        tokio::spawn(async move { s.create_key(&race, &[KeyScope::Inference], "batch").await })
+    }).collect();
+    let mut won = 0;
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::DuplicateName(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one of concurrent creates with one name wins");
+    assert_eq!(s.list_keys().await.unwrap().iter().filter(|k| k.name == race).count(), 1);
+
     assert!(s.create_key("nothing", &[], "batch").await.is_err());
     assert!(s.create_key("slow", &[KeyScope::Inference], "urgent").await.is_err());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_round_trip_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path().join("rs.db").to_str().unwrap()).await.unwrap();
     round_trip(&s, "").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_round_trip_on_postgres_when_configured() {
     let Some(url) = common::postgres_url("keys") else { return };
     let s = Store::open(&url).await.unwrap();

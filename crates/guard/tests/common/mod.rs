@@ -1,5 +1,5 @@
-//! Finds the real all-MiniLM-L6-v2 model for integration tests; tests skip (with a printed
-//! reason) when it is absent. Same lookup as the `encoder` crate's tests.
+//! Finds the real all-MiniLM-L6-v2 model for integration tests; when it is absent a test
+//! skips (printed and counted) or, under CI, fails: `testkit::skip_or_fail`. Same lookup as the `encoder` crate's tests.
 
 #![allow(dead_code)]
 
@@ -42,7 +42,7 @@ macro_rules! require_model {
         match common::encoder() {
             Some(e) => e,
             None => {
-                eprintln!("SKIPPED: minilm-l6 not found under $RIGHTSIZE_CACHE/models or ~/.cache/rightsize/models");
+                testkit::skip_or_fail("minilm-l6 not found under $RIGHTSIZE_CACHE/models or ~/.cache/rightsize/models");
                 return;
             }
         }

@@ -79,7 +79,7 @@ const HARD: &[&str] = &[
 #[test]
 fn minilm_router_learns_which_inputs_the_cheap_tier_gets_wrong() {
     let Some(enc) = minilm() else {
-        eprintln!("SKIPPED: minilm-l6 not found under $RIGHTSIZE_CACHE/models or ~/.cache/rightsize/models");
+        testkit::skip_or_fail("minilm-l6 not found under $RIGHTSIZE_CACHE/models or ~/.cache/rightsize/models");
         return;
     };
     // An outcome table as an eval would record it: the classifier is right on the easy

@@ -26,6 +26,17 @@ pub enum KeysAction {
         priority: String,
         #[command(flatten)]
         guard: GuardFlags,
+        #[command(flatten)]
+        limits: LimitFlags,
+    },
+    /// Set or clear the quotas of an existing key (by id or name); flags not given stay.
+    Limits {
+        key: String,
+        #[command(flatten)]
+        limits: LimitFlags,
+        /// Remove all of the key's quotas.
+        #[arg(long)]
+        clear: bool,
     },
     /// Set or clear the guardrail policy of an existing key (by id or name).
     Guard {
@@ -40,6 +51,52 @@ pub enum KeysAction {
     List,
     /// Revoke a key by id or name.
     Revoke { key: String },
+}
+
+/// A key's quotas (README: Quotas), shared by every server on the store; 0 removes a limit.
+#[derive(Args, Debug)]
+pub struct LimitFlags {
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<i64>,
+    /// Tokens (prompt + completion) per minute.
+    #[arg(long)]
+    tpm: Option<i64>,
+    /// Cost in USD per UTC day (as recorded for each request and task run).
+    #[arg(long)]
+    daily_usd: Option<f64>,
+}
+
+impl LimitFlags {
+    /// `base` with the flags given applied (0: no limit), checked.
+    fn apply(&self, base: store::KeyLimits) -> Result<store::KeyLimits> {
+        let int = |v: Option<i64>, old: Option<i64>| v.map_or(old, |n| (n != 0).then_some(n));
+        let limits = store::KeyLimits {
+            rpm: int(self.rpm, base.rpm),
+            tpm: int(self.tpm, base.tpm),
+            daily_usd: self.daily_usd.map_or(base.daily_usd, |x| (x != 0.0).then_some(x)),
+        };
+        limits.check()?;
+        Ok(limits)
+    }
+}
+
+fn show_limits(l: &store::KeyLimits) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = l.rpm {
+        parts.push(format!("rpm={n}"));
+    }
+    if let Some(n) = l.tpm {
+        parts.push(format!("tpm={n}"));
+    }
+    if let Some(x) = l.daily_usd {
+        parts.push(format!("usd/day={x}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// A key's guardrails (README: Guardrails); the task's own `[guardrails]` win field by field.
@@ -91,8 +148,9 @@ pub fn keys(args: KeysArgs) -> Result<()> {
     rt.block_on(async move {
         let store = store::Store::open(&at).await?;
         match args.action {
-            KeysAction::Create { name, scope, priority, guard } => {
+            KeysAction::Create { name, scope, priority, guard, limits } => {
                 let policy = guard.policy(None)?;
+                let limits = limits.apply(store::KeyLimits::default())?;
                 let scopes = scope
                     .iter()
                     .map(|s| match s.as_str() {
@@ -105,8 +163,17 @@ pub fn keys(args: KeysArgs) -> Result<()> {
                 if let Some(p) = &policy {
                     store.set_key_guard(&k.key.id, Some(p)).await?;
                 }
+                if !limits.is_empty() {
+                    store.set_key_limits(&k.key.id, limits).await?;
+                }
                 eprintln!("created {} ({}); the secret is shown once:", k.key.id, k.key.name);
                 println!("{}", k.secret);
+            }
+            KeysAction::Limits { key, limits, clear } => {
+                let current = store.list_keys().await?.into_iter().find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none()).with_context(|| format!("no active key `{key}`"))?;
+                let limits = if clear { store::KeyLimits::default() } else { limits.apply(current.limits)? };
+                store.set_key_limits(&current.id, limits).await?;
+                println!("{key}: {}", show_limits(&limits));
             }
             KeysAction::Guard { key, guard, clear } => {
                 let current = store.list_keys().await?.into_iter().find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none()).with_context(|| format!("no active key `{key}`"))?;
@@ -115,11 +182,11 @@ pub fn keys(args: KeysArgs) -> Result<()> {
                 println!("{key}: {}", policy.as_deref().unwrap_or("no guardrail policy"));
             }
             KeysAction::List => {
-                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS", "GUARD");
+                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS", "LIMITS", "GUARD");
                 for k in store.list_keys().await? {
                     let scopes: Vec<String> = k.scopes.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
                     let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status, k.guard.as_deref().unwrap_or(""));
+                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status, show_limits(&k.limits), k.guard.as_deref().unwrap_or(""));
                 }
             }
             KeysAction::Revoke { key } => {
@@ -136,15 +203,29 @@ pub struct RemoteArgs {
     /// Server URL.
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "RIGHTSIZE_URL")]
     pub url: String,
-    /// API key with the admin scope (not needed for open local servers).
+    /// API key with the admin scope. Without one, a server on this machine is called with the
+    /// admin token it wrote at start (`<cache>/admin-token-<port>`).
     #[arg(long, env = "RIGHTSIZE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+/// The admin token of the local server at `url` (its `<cache>/admin-token-<port>`), when the
+/// URL names this machine and the file is readable. Never sent anywhere else.
+fn local_admin_token(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        return None;
+    }
+    let path = server::access::token_path(supply::Cache::from_env().root(), u.port_or_known_default()?);
+    std::fs::read_to_string(path).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 fn call(r: &RemoteArgs, method: reqwest::Method, path: &str) -> Result<serde_json::Value> {
     let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(600)).build()?;
     let mut req = client.request(method, format!("{}{path}", r.url.trim_end_matches('/')));
-    if let Some(k) = &r.api_key {
+    if let Some(k) = r.api_key.clone().or_else(|| local_admin_token(&r.url)) {
         req = req.bearer_auth(k);
     }
     let resp = req.send().with_context(|| format!("cannot reach the server at {}", r.url))?;

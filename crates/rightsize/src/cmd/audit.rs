@@ -41,6 +41,18 @@ pub enum AuditCmd {
         #[command(flatten)]
         store: StoreArg,
     },
+    /// Print the keyed hash the server stores for a text under `audit.content = "hashes"`
+    /// (HMAC-SHA256 with the server key), to check a record against a request you hold.
+    Hash {
+        /// The text (default: stdin, as is).
+        text: Option<String>,
+        /// The server key file (default: the config's `audit.key_file`, else <cache>/server.key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Server config whose `audit.key_file` to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -63,6 +75,20 @@ impl StoreArg {
 }
 
 pub fn audit(a: AuditArgs) -> Result<()> {
+    if let AuditCmd::Hash { text, key_file, config } = &a.cmd {
+        let cfg = server::ServerConfig::load(config.as_deref())?;
+        let path = key_file.clone().unwrap_or_else(|| server::secret::key_path(&cfg, supply::Cache::from_env().root()));
+        if !path.exists() {
+            bail!("no server key at {} (the server creates it on its first start; pass --key-file)", path.display());
+        }
+        let key = server::secret::ServerSecret::load_or_create(&path)?;
+        let text = match text {
+            Some(t) => t.clone(),
+            None => std::io::read_to_string(std::io::stdin())?,
+        };
+        println!("{}", key.content_hash(&text));
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         match a.cmd {
@@ -100,6 +126,7 @@ pub fn audit(a: AuditArgs) -> Result<()> {
                 eprintln!("exported {n} audit records{}", out.map(|p| format!(" to {}", p.display())).unwrap_or_default());
                 Ok(())
             }
+            AuditCmd::Hash { .. } => unreachable!("answered above"),
             AuditCmd::Prune { older_than_days, store } => {
                 let s = store.open().await?;
                 let rep = s.audit_verify().await?;

@@ -63,13 +63,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     let cfg = server::ServerConfig::from_toml(&toml)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (base, stop) = rt.block_on(async {
+    let (base, stop, admin_token) = rt.block_on(async {
         let state = server::state(cfg, cache.clone(), None)?;
+        let admin_token = state.admin_token().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve_on(listener, state, async { let _ = rx.await; }));
-        anyhow::Ok((base, tx))
+        anyhow::Ok((base, tx, admin_token))
     })?;
     let c = reqwest::blocking::Client::new();
     let t0 = Instant::now();
@@ -125,7 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let switch = |id: &str, forget: bool, n: usize| -> Result<Vec<f64>> {
         (0..n)
             .map(|_| {
-                c.post(format!("{base}/admin/models/{id}/unload?forget={forget}")).send()?;
+                c.post(format!("{base}/admin/models/{id}/unload?forget={forget}")).bearer_auth(&admin_token).send()?;
                 let t = tiny_with(&tc, &base, id, "interactive")?;
                 eprintln!("cold switch {id} (forget={forget}): {:.1} ms client, {} (server-timing; lease includes the load)", t.ms, t.timing);
                 Ok(t.ms)
@@ -134,7 +135,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     // A prepared model (parsed at start, asleep): its first request ever is a wake.
     let t0 = Instant::now();
-    while !c.get(format!("{base}/admin/models")).send()?.json::<serde_json::Value>()?["models"]
+    while !c.get(format!("{base}/admin/models")).bearer_auth(&admin_token).send()?.json::<serde_json::Value>()?["models"]
         .as_array()
         .is_some_and(|m| m.iter().any(|m| m["id"] == "switch-smollm2-prepared" && m["state"] == "asleep"))
     {

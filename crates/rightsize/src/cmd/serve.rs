@@ -31,9 +31,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let cache_root = cache.root().to_owned();
         let mut state = server::state(cfg, cache, Some(keys))?;
         state.set_audit(store.clone());
+        state.set_quotas(store.clone());
         if let Some(dir) = tasks_dir {
             let n = server::attach_tasks(&mut state, &dir, Some(store), cache_root).with_context(|| format!("loading tasks from {}", dir.display()))?;
             eprintln!("rightsize tasks: {n} from {}", dir.display());
+            for u in state.mesh.as_ref().map(|m| m.registry.unavailable()).unwrap_or_default() {
+                eprintln!("rightsize tasks: {} unavailable ({})", u.name, u.reason);
+            }
         }
         let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
         let addr = listener.local_addr()?;

@@ -63,10 +63,16 @@ pub fn tasks(a: TasksArgs) -> Result<()> {
                 let ladder = t.tiers().map(|x| x.id()).collect::<Vec<_>>().join(" → ");
                 println!("{:<20} {:>7} {:<6} {:<60} {}", t.spec.name, t.spec.version, format!("{:?}", t.spec.output.kind).to_lowercase(), ladder, t.spec.description);
             }
+            for u in reg.unavailable() {
+                println!("{:<20} {:>7} unavailable: {}", u.name, u.version, u.reason);
+            }
             Ok(())
         }
         TasksCmd::Show { name, version, dir } => {
             let reg = dir.registry()?;
+            if let (None, Some(u)) = (reg.get(&name, version), reg.why_unavailable(&name, version)) {
+                bail!("task `{name}` is unavailable: {}", u.reason);
+            }
             let t = reg.get(&name, version).with_context(|| format!("no task `{name}`{}", version.map(|v| format!(" version {v}")).unwrap_or_default()))?;
             println!("# {}", t.file.display());
             println!("{}", serde_json::to_string_pretty(&t.spec)?);
@@ -78,6 +84,9 @@ pub fn tasks(a: TasksArgs) -> Result<()> {
                 match mesh::Registry::load_dir(&d) {
                     Ok(reg) => {
                         println!("{}: {} task(s) OK", d.display(), reg.latest().count());
+                        for u in reg.unavailable() {
+                            println!("{}: valid, but unavailable here: {}", u.file.display(), u.reason);
+                        }
                         Vec::new()
                     }
                     Err(errs) => errs.iter().map(|e| e.to_string()).collect(),

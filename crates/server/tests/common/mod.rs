@@ -8,6 +8,8 @@ use std::time::Duration;
 
 pub struct TestServer {
     pub base: String,
+    /// This server's admin token (`AppState::admin_token`): what `/admin` needs.
+    pub admin_token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -50,11 +52,11 @@ impl TestServer {
                     server::attach_tasks(&mut state, &dir, Some(store), root).unwrap();
                 }
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                addr_tx.send((listener.local_addr().unwrap(), state.admin_token().to_owned())).unwrap();
                 server::serve_on(listener, state, async { let _ = rx.await; }).await.unwrap();
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server bound");
+        let (addr, admin_token) = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server bound");
         let base = format!("http://{addr}");
         // Wait until pinned models are resident.
         let client = reqwest::blocking::Client::new();
@@ -64,15 +66,22 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { base, stop: Some(tx), thread: Some(thread) }
+        Self { base, admin_token, stop: Some(tx), thread: Some(thread) }
     }
 
     pub fn client() -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap()
     }
 
+    /// A client that sends this server's admin token (for `/admin` and `keep_alive`).
+    pub fn admin_client(&self) -> reqwest::blocking::Client {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.admin_token).parse().unwrap());
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).default_headers(h).build().unwrap()
+    }
+
     pub fn ps(&self) -> serde_json::Value {
-        Self::client().get(format!("{}/admin/models", self.base)).send().unwrap().json().unwrap()
+        self.admin_client().get(format!("{}/admin/models", self.base)).send().unwrap().json().unwrap()
     }
 
     pub fn resident(&self) -> Vec<String> {
@@ -80,11 +89,16 @@ impl TestServer {
     }
 
     pub fn chat(&self, model: &str, content: &str, extra: serde_json::Value) -> reqwest::blocking::Response {
+        self.chat_with(&Self::client(), model, content, extra)
+    }
+
+    /// As `chat`, with `client` (e.g. `admin_client()`).
+    pub fn chat_with(&self, client: &reqwest::blocking::Client, model: &str, content: &str, extra: serde_json::Value) -> reqwest::blocking::Response {
         let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 8});
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        Self::client().post(format!("{}/v1/chat/completions", self.base)).json(&body).send().unwrap()
+        client.post(format!("{}/v1/chat/completions", self.base)).json(&body).send().unwrap()
     }
 }
 
