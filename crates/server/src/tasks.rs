@@ -154,9 +154,12 @@ async fn audit_task(state: &AppState, ctx: &audit::Ctx, name: &str, version: Opt
             if state.audit.is_some() {
                 // The version that would have run, when the task exists. A name that is no task
                 // is free text from the client: the record keeps its keyed hash only.
-                let known = state.mesh.as_ref().and_then(|m| m.task(name, None).ok()).map(|t| t.spec.version);
+                let found = state.mesh.as_ref().map(|m| m.task(name, None));
+                let known = found.as_ref().and_then(|r| r.as_ref().ok()).map(|t| t.spec.version);
                 let version = version.or(known);
-                let task = if known.is_some() { name.to_owned() } else { audit::unknown_name(state, name) };
+                // A configured task whose data is missing is still a name the operator wrote.
+                let named = known.is_some() || matches!(found, Some(Err(mesh::MeshError::Unavailable { .. })));
+                let task = if named { name.to_owned() } else { audit::unknown_name(state, name) };
                 let rec = store::AuditRecord {
                     task: Some(task),
                     task_version: version,

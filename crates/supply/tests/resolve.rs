@@ -89,7 +89,7 @@ fn real_cache_models_resolve_if_present() {
     if !missing.is_empty() {
         testkit::skip_or_fail(&format!(
             "{} not in {} (checked the others)",
-            missing.join(", "),
+            missing.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
             cache.root().display()
         ));
     }
