@@ -87,14 +87,7 @@ fn metrics() -> String {
 
 /// Every audit record's JSON line.
 fn audit_lines() -> Vec<Value> {
-    let db = fx().dir.path().join("rs.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut out = Vec::new();
-    rt.block_on(async {
-        let s = store::Store::open(&db.display().to_string()).await.unwrap();
-        s.audit_export(&mut out, None).await.unwrap();
-    });
-    String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    common::audit_lines(&fx().dir.path().join("rs.db"))
 }
 
 fn guard_counts(name: &str) -> Value {

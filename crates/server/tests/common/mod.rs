@@ -6,6 +6,17 @@ pub mod proxy;
 
 use std::time::Duration;
 
+/// Every audit record in the SQLite store at `db`, as JSON lines, oldest first.
+pub fn audit_lines(db: &std::path::Path) -> Vec<serde_json::Value> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut out = Vec::new();
+    rt.block_on(async {
+        let s = store::Store::open(&db.display().to_string()).await.unwrap();
+        s.audit_export(&mut out, None).await.unwrap();
+    });
+    String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 pub struct TestServer {
     pub base: String,
     /// This server's admin token (`AppState::admin_token`): what `/admin` needs.
