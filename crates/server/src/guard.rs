@@ -39,12 +39,7 @@ pub async fn pii(State(state): State<AppState>, Body(r): Body<PiiRequest>) -> Re
             Err(e) => Err(ApiError::bad_request(e.to_string())),
         }
     };
-    // Detection is CPU work linear in the text: a large one goes to the blocking pool.
-    if large {
-        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(e.to_string()))?
-    } else {
-        work()
-    }
+    off_thread_if(large, work).await?
 }
 
 // ---------------------------------------------------------------------------------------
@@ -149,7 +144,7 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
             g.events.insert("injection.flagged".into(), 1);
         }
     }
-    if let Some(policy) = rails.pii_policy(&state.secret.pii_salt()) {
+    if let Some(policy) = rails.pii_policy(state.secret.pii_salt()) {
         let past = rails.pii.unwrap_or(Mode::Redact).past_tense();
         let mut texts = texts;
         let owned: Vec<String> = texts.iter_mut().map(|t| std::mem::take(&mut **t)).collect();
@@ -180,8 +175,7 @@ pub async fn guard_texts(state: &AppState, rails: &Guardrails, scored: Vec<Strin
             }
             (out, Ok((vault, events)))
         };
-        // Detection is CPU work linear in the text: a large body goes to the blocking pool.
-        let (back, applied) = if large { tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(e.to_string()))? } else { work() };
+        let (back, applied) = off_thread_if(large, work).await?;
         for (t, text) in texts.into_iter().zip(back) {
             *t = text;
         }
@@ -244,16 +238,25 @@ async fn injection_score(state: &AppState, texts: Vec<String>) -> Result<f32, Ap
 /// on the async workers.
 pub const OFF_THREAD_BYTES: usize = 16 * 1024;
 
+/// Run PII work (CPU, linear in the text) here when it is small, on the blocking pool when
+/// `large`, so a big body never stalls the async workers.
+async fn off_thread_if<T: Send + 'static>(large: bool, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    if large {
+        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(e.to_string()))
+    } else {
+        Ok(work())
+    }
+}
+
 /// `text` with PII redacted when the audit keeps full text (for requests that failed before
 /// their guardrails could rewrite them); unchanged under `hashes`. Large texts are redacted
 /// on the blocking pool.
 pub async fn redact_for_audit(state: &AppState, text: &str) -> String {
     match state.cfg.audit.content {
-        crate::config::AuditContent::Full if text.len() > OFF_THREAD_BYTES => {
-            let (d, text) = (state.pii.clone(), text.to_owned());
-            tokio::task::spawn_blocking(move || d.apply(&text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default()).await.unwrap_or_default()
+        crate::config::AuditContent::Full => {
+            let (d, large, text) = (state.pii.clone(), text.len() > OFF_THREAD_BYTES, text.to_owned());
+            off_thread_if(large, move || d.apply(&text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default()).await.unwrap_or_default()
         }
-        crate::config::AuditContent::Full => state.pii.apply(text, &Policy::new(Mode::Redact)).map(|r| r.text).unwrap_or_default(),
         crate::config::AuditContent::Hashes => text.to_owned(),
     }
 }

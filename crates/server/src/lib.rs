@@ -80,7 +80,7 @@ pub fn attach_tasks(state: &mut AppState, dir: &std::path::Path, store: Option<s
     }
     let models = Arc::new(tasks::PoolModels(state.pool.clone()));
     let prices = mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd };
-    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices).with_guards(state.pii.clone(), state.injection.clone(), state.secret.pii_salt())));
+    state.mesh = Some(Arc::new(mesh::Mesh::new(registry, models, store, cache_root, prices).with_guards(state.pii.clone(), state.injection.clone(), state.secret.pii_salt().to_owned())));
     Ok(n)
 }
 

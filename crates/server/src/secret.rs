@@ -32,6 +32,8 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct ServerSecret {
     key: [u8; 32],
+    /// [`Self::pii_salt`], derived once.
+    pii_salt: String,
 }
 
 impl std::fmt::Debug for ServerSecret {
@@ -53,7 +55,7 @@ impl ServerSecret {
     fn parse(path: &Path, text: &str) -> Result<Self, SecretError> {
         let bytes = hex::decode(text.trim()).map_err(|_| SecretError::Malformed(path.to_owned()))?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::Malformed(path.to_owned()))?;
-        Ok(Self { key })
+        Ok(Self::from_key(key))
     }
 
     /// Write a fresh key to a temporary file and hard-link it into place: `link` fails when the
@@ -76,7 +78,7 @@ impl ServerSecret {
         let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => Ok(Self { key }),
+            Ok(()) => Ok(Self::from_key(key)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let text = std::fs::read_to_string(path).map_err(|e| SecretError::Read(path.to_owned(), e))?;
                 Self::parse(path, &text)
@@ -87,27 +89,32 @@ impl ServerSecret {
 
     /// A key for tests and embedded use that never touches the disk.
     pub fn ephemeral() -> Self {
-        Self { key: rand::random() }
+        Self::from_key(rand::random())
     }
 
-    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for p in parts {
-            m.update(p);
-        }
-        m.finalize().into_bytes().into()
+    fn from_key(key: [u8; 32]) -> Self {
+        let pii_salt = hex::encode(mac(&key, &[b"rightsize pii hash v1"]));
+        Self { key, pii_salt }
     }
 
     /// `hmac-sha256:<hex>` of a text: what the audit log keeps under `content = "hashes"`.
     pub fn content_hash(&self, text: &str) -> String {
-        format!("hmac-sha256:{}", hex::encode(self.mac(&[b"rightsize audit content v1\0", text.as_bytes()])))
+        format!("hmac-sha256:{}", hex::encode(mac(&self.key, &[b"rightsize audit content v1\0", text.as_bytes()])))
     }
 
     /// The key for the `hash` PII mode, derived from the server key so the key itself never
     /// reaches the guard crate (the same for chat and tasks).
-    pub fn pii_salt(&self) -> String {
-        hex::encode(self.mac(&[b"rightsize pii hash v1"]))
+    pub fn pii_salt(&self) -> &str {
+        &self.pii_salt
     }
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
 }
 
 /// Where the key lives: `audit.key_file`, else `<cache>/server.key`.
