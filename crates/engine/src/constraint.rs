@@ -37,7 +37,9 @@ impl Constraint {
             }
             Constraint::Labels(labels) => {
                 if labels.is_empty() || labels.iter().any(|l| l.is_empty()) {
-                    return Err(EngineError::InvalidConstraint("labels must be non-empty strings".into()));
+                    return Err(EngineError::InvalidConstraint(
+                        "labels must be non-empty strings".into(),
+                    ));
                 }
                 let alts: Vec<String> = labels.iter().map(|l| regex_syntax::escape(l)).collect();
                 TopLevelGrammar::from_regex(&format!("({})", alts.join("|")))
@@ -51,9 +53,9 @@ impl Constraint {
 fn compact(mut schema: serde_json::Value) -> serde_json::Value {
     close_objects(&mut schema);
     if let Some(obj) = schema.as_object_mut() {
-        obj.entry("x-guidance").or_insert_with(|| {
-            serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
-        });
+        obj.entry("x-guidance").or_insert_with(
+            || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+        );
     }
     schema
 }
@@ -96,7 +98,9 @@ impl ConstraintCompiler {
         let mut factory =
             ParserFactory::new_simple(&tok_env).map_err(|e| EngineError::InvalidConstraint(e.to_string()))?;
         factory.set_stderr_log_level(0);
-        Ok(Self { factory: Arc::new(factory) })
+        Ok(Self {
+            factory: Arc::new(factory),
+        })
     }
 
     /// Compile a constraint into a fresh matcher; a schema llguidance cannot compile is an error.
@@ -132,8 +136,16 @@ mod tests {
         close_objects(&mut s);
         assert_eq!(s["additionalProperties"], json!(false));
         assert_eq!(s["properties"]["a"]["additionalProperties"], json!(false));
-        assert_eq!(s["properties"]["c"]["additionalProperties"], json!(true), "explicit choice kept");
-        assert_eq!(s["properties"]["d"]["enum"][0], json!({"properties": {}}), "data untouched");
+        assert_eq!(
+            s["properties"]["c"]["additionalProperties"],
+            json!(true),
+            "explicit choice kept"
+        );
+        assert_eq!(
+            s["properties"]["d"]["enum"][0],
+            json!({"properties": {}}),
+            "data untouched"
+        );
         assert_eq!(s["$defs"]["x"]["additionalProperties"], json!(false));
         let mut free = json!({"type": "object"});
         close_objects(&mut free);

@@ -9,11 +9,14 @@
 //!   the mapping unless `repack` asks llama.cpp for its copied CPU layout.
 //! - [`template`]: the model's own Jinja chat template, rendered with minijinja.
 //! - `worker`: our continuous batching — one context, many sequence ids, new sequences join
-//!   between steps, chunked prefill, KV cells freed as soon as a sequence ends.
+//!   between steps, chunked prefill, KV cells freed as soon as a sequence ends. Its admission
+//!   and batch-planning rules are pure functions (`worker::schedule`), tested without a model.
 //! - [`prefix`]: cached KV cells of chat prompts' fixed beginnings, restored instead of
 //!   prefilled (process-wide, so an evicted model comes back warm).
 //! - [`sampling`]: per-sequence sampling and log-probabilities in Rust.
 //! - [`constraint`]: JSON Schema / regex / label constraints through llguidance.
+//! - `raw`: the two places we reinterpret llama-cpp-2's private layouts (the context's abort
+//!   callback, a model loaded without repacking), each checked before it is trusted.
 //!
 //! The [`Engine`] handle is `Send + Sync`: callers on any thread (or async task) submit
 //! requests and read tokens from a per-sequence channel. Dropping a [`Sequence`] cancels it.
@@ -23,6 +26,7 @@ mod error;
 mod mapping;
 pub mod model;
 pub mod prefix;
+mod raw;
 mod request;
 pub mod sampling;
 mod stats;
@@ -33,7 +37,9 @@ mod worker;
 pub use constraint::Constraint;
 pub use error::EngineError;
 pub use model::{Model, ModelInfo};
-pub use request::{Completion, Event, Finish, FinishReason, GenerateRequest, Priority, Prompt, Sequence, TokenEvent, TokenLogprob};
+pub use request::{
+    Completion, Event, Finish, FinishReason, GenerateRequest, Priority, Prompt, Sequence, TokenEvent, TokenLogprob,
+};
 pub use sampling::SamplingParams;
 pub use stats::{EngineStats, StatsSnapshot};
 pub use template::ChatMessage;
@@ -118,7 +124,9 @@ pub const INITIAL_KV_CELLS_PER_SEQ: u32 = 256;
 
 /// Default CPU thread count: every core the process may use.
 pub fn default_threads() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 struct Shared {
@@ -151,7 +159,11 @@ impl Engine {
         let t_model = t0.elapsed();
         let mut engine = Self::start(model, config)?;
         engine.load_time = t0.elapsed();
-        tracing::debug!(model_ms = t_model.as_secs_f64() * 1e3, total_ms = engine.load_time.as_secs_f64() * 1e3, "engine loaded");
+        tracing::debug!(
+            model_ms = t_model.as_secs_f64() * 1e3,
+            total_ms = engine.load_time.as_secs_f64() * 1e3,
+            "engine loaded"
+        );
         Ok(engine)
     }
 
@@ -161,17 +173,34 @@ impl Engine {
         let t0 = Instant::now();
         check_config(&config)?;
         if !model.loaded_with(config.n_gpu_layers, config.repack) {
-            return Err(EngineError::InvalidRequest("the model was loaded with other GPU-layer or repack settings than this engine asks for".into()));
+            return Err(EngineError::InvalidRequest(
+                "the model was loaded with other GPU-layer or repack settings than this engine asks for".into(),
+            ));
         }
         let info = model.info();
         let path = info.path.clone();
-        let n_ctx = if config.n_ctx == 0 { config.n_seq_max * info.context_length.min(2048) } else { config.n_ctx };
+        let n_ctx = if config.n_ctx == 0 {
+            config.n_seq_max * info.context_length.min(2048)
+        } else {
+            config.n_ctx
+        };
         if !config.kv_unified && n_ctx / config.n_seq_max < 16 {
-            return Err(EngineError::InvalidRequest(format!("n_ctx {n_ctx} leaves fewer than 16 cells per sequence for {} sequences", config.n_seq_max)));
+            return Err(EngineError::InvalidRequest(format!(
+                "n_ctx {n_ctx} leaves fewer than 16 cells per sequence for {} sequences",
+                config.n_seq_max
+            )));
         }
-        let per_seq = if config.kv_unified { n_ctx } else { n_ctx / config.n_seq_max }.min(info.context_length) as usize;
+        let per_seq = if config.kv_unified {
+            n_ctx
+        } else {
+            n_ctx / config.n_seq_max
+        }
+        .min(info.context_length) as usize;
         let stats = Arc::new(EngineStats::default());
-        let layout = format!("fa={:?};gpu={};unified={}", config.flash_attn, config.n_gpu_layers, config.kv_unified);
+        let layout = format!(
+            "fa={:?};gpu={};unified={}",
+            config.flash_attn, config.n_gpu_layers, config.kv_unified
+        );
         // Keyed by the file as this model was loaded from it, not as it is on disk now.
         let prefix_scope = config.prefix_cache.then(|| {
             let (len, modified) = model.file_stamp();
@@ -189,7 +218,11 @@ impl Engine {
             // On unless `RIGHTSIZE_STEP_INTERRUPT=0` (kept for A/B measurement).
             interrupt: Interrupt::new(std::env::var("RIGHTSIZE_STEP_INTERRUPT").map_or(true, |v| v != "0")),
         });
-        let threads = if config.n_threads == 0 { default_threads() } else { config.n_threads } as i32;
+        let threads = if config.n_threads == 0 {
+            default_threads()
+        } else {
+            config.n_threads
+        } as i32;
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(config.n_batch)
@@ -206,7 +239,11 @@ impl Engine {
         // Freshly loaded: KV for `INITIAL_KV_CELLS_PER_SEQ` cells per sequence. Touching fresh
         // memory is what a cold load mostly waits on here (page faults while llama.cpp clears
         // the cache); a sequence that needs more makes the worker allocate the full size.
-        let initial_ctx = if config.kv_unified { n_ctx } else { n_ctx.min(config.n_seq_max * INITIAL_KV_CELLS_PER_SEQ) };
+        let initial_ctx = if config.kv_unified {
+            n_ctx
+        } else {
+            n_ctx.min(config.n_seq_max * INITIAL_KV_CELLS_PER_SEQ)
+        };
         let limits = Limits {
             n_ctx: n_ctx as usize,
             n_seq_max: config.n_seq_max as usize,
@@ -228,7 +265,11 @@ impl Engine {
                 let full = worker::with_interrupt(ctx_params, &sh.interrupt);
                 // Start with a KV cache sized for short sequences; the worker grows it to the
                 // configured size the first time a sequence needs more (see `worker::Kv`).
-                let first = if initial_ctx < n_ctx { full.clone().with_n_ctx(NonZeroU32::new(initial_ctx)) } else { full.clone() };
+                let first = if initial_ctx < n_ctx {
+                    full.clone().with_n_ctx(NonZeroU32::new(initial_ctx))
+                } else {
+                    full.clone()
+                };
                 let ctx = match sh.model.llama().new_context(model::backend(), first) {
                     Ok(c) => c,
                     Err(e) => {
@@ -236,10 +277,16 @@ impl Engine {
                         return;
                     }
                 };
-                tracing::debug!(context_ms = t_ctx.elapsed().as_secs_f64() * 1e3, "context created (KV allocated and cleared, graphs reserved)");
+                tracing::debug!(
+                    context_ms = t_ctx.elapsed().as_secs_f64() * 1e3,
+                    "context created (KV allocated and cleared, graphs reserved)"
+                );
                 let _ = ready_tx.send(Ok(()));
-                let kv = worker::Kv { full, grown: initial_ctx >= n_ctx };
-                worker::run(sh.model.llama(), ctx, rx, limits, stats, &sh.interrupt, kv);
+                let kv = worker::Kv {
+                    full,
+                    grown: initial_ctx >= n_ctx,
+                };
+                worker::Worker::new(sh.model.llama(), ctx, rx, limits, stats, &sh.interrupt, kv).run();
             })
             .map_err(|e| EngineError::Context(e.to_string()))?;
         match ready_rx.recv() {
@@ -249,7 +296,13 @@ impl Engine {
         }
         shared.model.engine_started();
         tracing::debug!(context_ms = t0.elapsed().as_secs_f64() * 1e3, n_ctx, "engine started");
-        Ok(Self { shared, tx, worker: Mutex::new(Some(worker)), config, load_time: t0.elapsed() })
+        Ok(Self {
+            shared,
+            tx,
+            worker: Mutex::new(Some(worker)),
+            config,
+            load_time: t0.elapsed(),
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -288,19 +341,33 @@ impl Engine {
     /// Tokenize text; special-token markup (e.g. `<|im_start|>`) is parsed, BOS added when the
     /// model asks for it.
     pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<i32> {
-        self.shared.model.llama().vocab().tokenize(text.as_bytes(), add_bos, true).into_iter().map(|t| t.0).collect()
+        self.shared
+            .model
+            .llama()
+            .vocab()
+            .tokenize(text.as_bytes(), add_bos, true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
     }
 
     /// Text of tokens.
     pub fn detokenize(&self, tokens: &[i32]) -> String {
         let v = self.shared.model.llama().vocab();
-        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| v.token_to_piece(LlamaToken(t), false, None)).collect();
+        let bytes: Vec<u8> = tokens
+            .iter()
+            .flat_map(|&t| v.token_to_piece(LlamaToken(t), false, None))
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Format chat messages with the model's own template.
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
-        self.shared.model.template().ok_or(EngineError::NoChatTemplate)?.render(messages)
+        self.shared
+            .model
+            .template()
+            .ok_or(EngineError::NoChatTemplate)?
+            .render(messages)
     }
 
     /// The prompt as tokens.
@@ -309,7 +376,9 @@ impl Engine {
             Prompt::Tokens(t) => {
                 let n_vocab = self.info().n_vocab as i32;
                 if let Some(bad) = t.iter().find(|&&x| x < 0 || x >= n_vocab) {
-                    return Err(EngineError::InvalidRequest(format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+                    return Err(EngineError::InvalidRequest(format!(
+                        "token id {bad} is outside the vocabulary (0..{n_vocab})"
+                    )));
                 }
                 t.clone()
             }
@@ -348,13 +417,19 @@ impl Engine {
         let mut probe = messages.to_vec();
         let Some(last) = probe.last_mut() else { return 0 };
         last.content = MARK.into();
-        let Ok(text) = self.apply_chat_template(&probe) else { return 0 };
+        let Ok(text) = self.apply_chat_template(&probe) else {
+            return 0;
+        };
         let Some(at) = text.find(MARK) else { return 0 };
         let head = &text[..at];
         let bos = self.info().bos_token.as_deref().unwrap_or("");
-        let head_tokens = self.tokenize(head, !(!bos.is_empty() && head.starts_with(bos)));
+        let head_tokens = self.tokenize(head, bos.is_empty() || !head.starts_with(bos));
         let n = prefix::common_prefix(&head_tokens, tokens).min(tokens.len().saturating_sub(1));
-        if n >= prefix::MIN_TOKENS { n } else { 0 }
+        if n >= prefix::MIN_TOKENS {
+            n
+        } else {
+            0
+        }
     }
 
     fn compiler(&self) -> Result<&ConstraintCompiler, EngineError> {
@@ -406,7 +481,10 @@ impl Engine {
         let (tokens, prefix) = self.prompt_and_prefix(&req.prompt)?;
         let limit = self.shared.limits_per_seq;
         if tokens.len() >= limit {
-            return Err(EngineError::PromptTooLong { prompt_tokens: tokens.len(), limit });
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: tokens.len(),
+                limit,
+            });
         }
         let matcher = match &req.constraint {
             Some(c) => Some(self.compiler()?.compile(c)?),
@@ -431,7 +509,11 @@ impl Engine {
             submitted: Instant::now(),
         };
         self.enqueue(Job::Generate(job))?;
-        Ok(Sequence { rx, cancel, prompt_tokens })
+        Ok(Sequence {
+            rx,
+            cancel,
+            prompt_tokens,
+        })
     }
 
     /// Generate to the end (blocking; not for async contexts).
@@ -442,7 +524,12 @@ impl Engine {
     /// Log-likelihood of each continuation after `prompt`: `sum log p(token)` over the
     /// continuation's tokens. Used to score a fixed label set: the prompt is prefilled once
     /// for all continuations (see `worker::ScoreJob`). Scheduled as `priority` work. Blocking.
-    pub fn score_continuations(&self, prompt: &Prompt, continuations: &[String], priority: Priority) -> Result<Vec<ContinuationScore>, EngineError> {
+    pub fn score_continuations(
+        &self,
+        prompt: &Prompt,
+        continuations: &[String],
+        priority: Priority,
+    ) -> Result<Vec<ContinuationScore>, EngineError> {
         let (base, prefix) = self.prompt_and_prefix(prompt)?;
         let mut conts = Vec::new();
         for (index, c) in continuations.iter().enumerate() {
@@ -451,10 +538,16 @@ impl Engine {
                 return Err(EngineError::InvalidRequest(format!("continuation {index} is empty")));
             }
             if cont.len() > MAX_CONTINUATION_TOKENS {
-                return Err(EngineError::InvalidRequest(format!("continuation {index} has {} tokens; at most {MAX_CONTINUATION_TOKENS} can be scored", cont.len())));
+                return Err(EngineError::InvalidRequest(format!(
+                    "continuation {index} has {} tokens; at most {MAX_CONTINUATION_TOKENS} can be scored",
+                    cont.len()
+                )));
             }
             if base.len() + cont.len() >= self.shared.limits_per_seq {
-                return Err(EngineError::PromptTooLong { prompt_tokens: base.len() + cont.len(), limit: self.shared.limits_per_seq });
+                return Err(EngineError::PromptTooLong {
+                    prompt_tokens: base.len() + cont.len(),
+                    limit: self.shared.limits_per_seq,
+                });
             }
             conts.push(cont);
         }
@@ -465,9 +558,19 @@ impl Engine {
         let mut job = ScoreJob::new(base, conts.clone(), priority, reply);
         job.prefix = prefix;
         self.enqueue(Job::Score(job))?;
-        let (scores, compute_s) = results.recv().map_err(|_| EngineError::Decode("scoring was interrupted".into()))?;
+        let (scores, compute_s) = results
+            .recv()
+            .map_err(|_| EngineError::Decode("scoring was interrupted".into()))?;
         let share = compute_s / conts.len() as f64;
-        Ok(scores.into_iter().zip(&conts).map(|(logprob, c)| ContinuationScore { logprob, n_tokens: c.len(), compute_s: share }).collect())
+        Ok(scores
+            .into_iter()
+            .zip(&conts)
+            .map(|(logprob, c)| ContinuationScore {
+                logprob,
+                n_tokens: c.len(),
+                compute_s: share,
+            })
+            .collect())
     }
 }
 
@@ -494,7 +597,9 @@ pub fn normalise_scores(scores: &[ContinuationScore]) -> Vec<f64> {
 
 fn check_config(config: &EngineConfig) -> Result<(), EngineError> {
     if config.n_seq_max == 0 || config.n_batch == 0 || config.prefill_chunk == 0 {
-        return Err(EngineError::InvalidRequest("n_seq_max, n_batch and prefill_chunk must be > 0".into()));
+        return Err(EngineError::InvalidRequest(
+            "n_seq_max, n_batch and prefill_chunk must be > 0".into(),
+        ));
     }
     if config.n_batch < config.n_seq_max {
         return Err(EngineError::InvalidRequest("n_batch must be at least n_seq_max".into()));

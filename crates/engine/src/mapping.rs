@@ -30,7 +30,10 @@ impl FileId {
         // glibc's `major`/`minor` encoding of `dev_t`.
         let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
         let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        Some(Self { dev: format!("{major:02x}:{minor:02x}"), inode: m.ino() })
+        Some(Self {
+            dev: format!("{major:02x}:{minor:02x}"),
+            inode: m.ino(),
+        })
     }
 }
 
@@ -51,7 +54,9 @@ fn ranges_in(maps: &str, file: &FileId) -> Vec<(usize, usize)> {
 
 /// Mappings of `file` in this process now.
 pub(crate) fn ranges(file: &FileId) -> Vec<(usize, usize)> {
-    std::fs::read_to_string("/proc/self/maps").map(|m| ranges_in(&m, file)).unwrap_or_default()
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|m| ranges_in(&m, file))
+        .unwrap_or_default()
 }
 
 /// Ranges in `after` that were not in `before`.
@@ -72,7 +77,9 @@ pub(crate) fn release(ranges: &[(usize, usize)]) {
 
 /// Bytes of `ranges` resident in this process (`Rss` in `/proc/self/smaps`).
 pub(crate) fn resident_bytes(ranges: &[(usize, usize)]) -> u64 {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return 0 };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
     let wanted: HashSet<(usize, usize)> = ranges.iter().copied().collect();
     let mut inside = false;
     let mut kib = 0;
@@ -104,10 +111,23 @@ mod tests {
 
     #[test]
     fn mappings_are_matched_by_device_and_inode() {
-        let file = FileId { dev: "fd:01".into(), inode: 4242 };
+        let file = FileId {
+            dev: "fd:01".into(),
+            inode: 4242,
+        };
         // The same inode on another device is another file; a deleted file is still mapped.
-        assert_eq!(ranges_in(MAPS, &file), [(0x7f1c2a000000, 0x7f1c30100000), (0x7f1c50000000, 0x7f1c50001000)]);
-        assert!(ranges_in(MAPS, &FileId { dev: "fd:01".into(), inode: 1 }).is_empty());
+        assert_eq!(
+            ranges_in(MAPS, &file),
+            [(0x7f1c2a000000, 0x7f1c30100000), (0x7f1c50000000, 0x7f1c50001000)]
+        );
+        assert!(ranges_in(
+            MAPS,
+            &FileId {
+                dev: "fd:01".into(),
+                inode: 1
+            }
+        )
+        .is_empty());
         assert!(ranges_in("garbage\n\n1-2 r\n", &file).is_empty());
     }
 
@@ -127,7 +147,16 @@ mod tests {
         let f = std::fs::File::open(&path).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: a fresh read-only shared mapping of a 1 MiB file, unmapped below.
-        let addr = unsafe { libc::mmap(std::ptr::null_mut(), 1 << 20, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_POPULATE, f.as_raw_fd(), 0) };
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
         assert_ne!(addr, libc::MAP_FAILED);
         let found = new_ranges(&before, ranges(&id));
         assert_eq!(found, [(addr as usize, addr as usize + (1 << 20))]);

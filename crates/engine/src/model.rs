@@ -42,7 +42,9 @@ pub struct Model {
 pub const ASLEEP_BYTES_PER_TOKEN: u64 = 384;
 
 fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
-    std::fs::metadata(path).map(|m| (m.len(), m.modified().ok())).unwrap_or((0, None))
+    std::fs::metadata(path)
+        .map(|m| (m.len(), m.modified().ok()))
+        .unwrap_or((0, None))
 }
 
 impl Model {
@@ -57,12 +59,27 @@ impl Model {
         let before = file.as_ref().map(mapping::ranges).unwrap_or_default();
         let stamp = stamp(path);
         let (llama, info) = load(path, n_gpu_layers, repack)?;
-        let mapping = file.map(|f| mapping::new_ranges(&before, mapping::ranges(&f))).unwrap_or_default();
+        let mapping = file
+            .map(|f| mapping::new_ranges(&before, mapping::ranges(&f)))
+            .unwrap_or_default();
         let template = match &info.chat_template {
-            Some(src) => Some(ChatTemplate::new(src, info.bos_token.as_deref().unwrap_or(""), info.eos_token.as_deref().unwrap_or(""))?),
+            Some(src) => Some(ChatTemplate::new(
+                src,
+                info.bos_token.as_deref().unwrap_or(""),
+                info.eos_token.as_deref().unwrap_or(""),
+            )?),
             None => None,
         };
-        Ok(Self { llama, info, template, n_gpu_layers, repack, mapping, stamp, engines: AtomicUsize::new(0) })
+        Ok(Self {
+            llama,
+            info,
+            template,
+            n_gpu_layers,
+            repack,
+            mapping,
+            stamp,
+            engines: AtomicUsize::new(0),
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -152,6 +169,7 @@ fn quiet_interrupt_logs() {
     if cb.is_none() || FORWARD.set((cb, data as usize)).is_err() {
         return;
     }
+    // SAFETY: as above; `filter_log` has the C callback's signature and takes no user data.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(filter_log), std::ptr::null_mut()) };
 }
 
@@ -182,11 +200,18 @@ fn is_abort_line(msg: &str) -> bool {
         || msg.contains("failed to decode, ret = 2")
 }
 
-extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const std::ffi::c_char, _: *mut std::ffi::c_void) {
+extern "C" fn filter_log(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const std::ffi::c_char,
+    _: *mut std::ffi::c_void,
+) {
     if !text.is_null() {
         // SAFETY: llama.cpp passes a NUL-terminated message.
         let msg = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
-        if let Some(bytes) = COPIED_WEIGHTS.with(Cell::get).and_then(|_| copied_buffer_bytes(&String::from_utf8_lossy(msg))) {
+        if let Some(bytes) = COPIED_WEIGHTS
+            .with(Cell::get)
+            .and_then(|_| copied_buffer_bytes(&String::from_utf8_lossy(msg)))
+        {
             COPIED_WEIGHTS.with(|c| c.set(Some(c.get().unwrap_or(0) + bytes)));
         }
         if is_abort_line(&String::from_utf8_lossy(msg)) {
@@ -198,40 +223,6 @@ extern "C" fn filter_log(level: llama_cpp_sys_2::ggml_log_level, text: *const st
         // SAFETY: the callback and its data as llama-cpp-2 registered them (static state).
         unsafe { cb(level, text, *data as *mut std::ffi::c_void) };
     }
-}
-
-/// Load with llama.cpp's `use_extra_bufts` off, so no tensor is repacked out of the file
-/// mapping. llama-cpp-2 has no setter for that field (and a CPU buffer-type override still
-/// lets llama.cpp pick its repacking type), so the model is loaded through the raw API and
-/// handed to `LlamaModel`, a single-pointer wrapper that frees it on drop (only when
-/// `handle_is_one_pointer`).
-fn load_in_mapping(path: &Path) -> Option<LlamaModel> {
-    type Raw = std::ptr::NonNull<llama_cpp_sys_2::llama_model>;
-    let c_path = std::ffi::CString::new(path.to_str()?).ok()?;
-    // SAFETY: default params from llama.cpp itself, one field changed; the path outlives the call.
-    let raw = unsafe {
-        let mut params = llama_cpp_sys_2::llama_model_default_params();
-        params.use_extra_bufts = false;
-        params.load_mode = llama_cpp_sys_2::LLAMA_LOAD_MODE_MMAP;
-        params.n_gpu_layers = 0;
-        llama_cpp_sys_2::llama_model_load_from_file(c_path.as_ptr(), params)
-    };
-    let raw = Raw::new(raw)?;
-    // SAFETY: same size and alignment as the one-field wrapper (`handle_is_one_pointer`), whose field
-    // is this pointer type; the model is now owned (and freed) by the `LlamaModel`.
-    let model: LlamaModel = unsafe { std::mem::transmute::<Raw, LlamaModel>(raw) };
-    debug_assert_eq!(model.n_vocab(), unsafe { llama_cpp_sys_2::llama_vocab_n_tokens(llama_cpp_sys_2::llama_model_get_vocab(raw.as_ptr())) });
-    Some(model)
-}
-
-/// Whether `LlamaModel` is exactly one model pointer, so `load_in_mapping` may build one.
-fn handle_is_one_pointer() -> bool {
-    type Raw = std::ptr::NonNull<llama_cpp_sys_2::llama_model>;
-    let same = std::mem::size_of::<LlamaModel>() == std::mem::size_of::<Raw>() && std::mem::align_of::<LlamaModel>() == std::mem::align_of::<Raw>();
-    if !same {
-        tracing::warn!("llama-cpp-2's model handle is not a single pointer: weights are repacked as usual");
-    }
-    same
 }
 
 /// What a GGUF file says about its model.
@@ -269,7 +260,10 @@ impl ModelInfo {
 
 /// The first four bytes, before llama.cpp sees the file.
 fn check_magic(path: &Path) -> Result<(), EngineError> {
-    let invalid = |reason: String| EngineError::InvalidGguf { path: path.to_owned(), reason };
+    let invalid = |reason: String| EngineError::InvalidGguf {
+        path: path.to_owned(),
+        reason,
+    };
     if !path.is_file() {
         return Err(EngineError::ModelNotFound(path.to_owned()));
     }
@@ -287,7 +281,10 @@ fn check_magic(path: &Path) -> Result<(), EngineError> {
 /// error. Only run after llama.cpp failed to load the file: on the way to a good load it
 /// would parse everything a second time (milliseconds on every cold load).
 fn check_header(path: &Path) -> Result<String, EngineError> {
-    let invalid = |reason: String| EngineError::InvalidGguf { path: path.to_owned(), reason };
+    let invalid = |reason: String| EngineError::InvalidGguf {
+        path: path.to_owned(),
+        reason,
+    };
     check_magic(path)?;
     let gguf = llama_cpp_2::gguf::GgufContext::from_file(path)
         .ok_or_else(|| invalid("header or metadata is truncated or corrupted".into()))?;
@@ -295,7 +292,9 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
     if idx < 0 {
         return Err(invalid("no `general.architecture` key".into()));
     }
-    gguf.val_str(idx).map(str::to_owned).ok_or_else(|| invalid("`general.architecture` is not a string".into()))
+    gguf.val_str(idx)
+        .map(str::to_owned)
+        .ok_or_else(|| invalid("`general.architecture` is not a string".into()))
 }
 
 /// Load a model file, memory-mapped, with `n_gpu_layers` offloaded when built with `cuda`.
@@ -306,12 +305,14 @@ fn check_header(path: &Path) -> Result<String, EngineError> {
 /// tensor stays in the file mapping (page cache the kernel can share and drop).
 fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel, ModelInfo), EngineError> {
     check_magic(path)?;
-    let params = LlamaModelParams::default().with_use_mmap(true).with_n_gpu_layers(n_gpu_layers);
+    let params = LlamaModelParams::default()
+        .with_use_mmap(true)
+        .with_n_gpu_layers(n_gpu_layers);
     let backend = backend();
     COPIED_WEIGHTS.with(|c| c.set(Some(0)));
-    let loaded = match repack || n_gpu_layers > 0 || !handle_is_one_pointer() {
+    let loaded = match repack || n_gpu_layers > 0 || !crate::raw::model_handle_is_one_pointer() {
         true => LlamaModel::load_from_file(backend, path, &params).ok(),
-        false => load_in_mapping(path),
+        false => crate::raw::model_in_mapping(path),
     };
     let copied_weight_bytes = COPIED_WEIGHTS.with(|c| c.take()).unwrap_or(0);
     let model = match loaded {
@@ -322,7 +323,10 @@ fn load(path: &Path, n_gpu_layers: u32, repack: bool) -> Result<(LlamaModel, Mod
             return Err(if TESTED_ARCHITECTURES.contains(&arch.as_str()) {
                 EngineError::LoadFailed(path.to_owned())
             } else {
-                EngineError::UnsupportedArchitecture { path: path.to_owned(), arch }
+                EngineError::UnsupportedArchitecture {
+                    path: path.to_owned(),
+                    arch,
+                }
             });
         }
     };
@@ -356,12 +360,20 @@ mod tests {
 
     #[test]
     fn only_abort_lines_are_demoted() {
-        assert!(is_abort_line("ggml_backend_sched_graph_compute_async failed with error 1\n"));
-        assert!(is_abort_line("process_ubatch: failed to compute graph, compute status: 1\n"));
+        assert!(is_abort_line(
+            "ggml_backend_sched_graph_compute_async failed with error 1\n"
+        ));
+        assert!(is_abort_line(
+            "process_ubatch: failed to compute graph, compute status: 1\n"
+        ));
         assert!(is_abort_line("llama_decode: failed to decode, ret = 2\n"));
-        assert!(is_abort_line("decode: removing memory module entries for seq_id = 3, pos = [10, +inf)\n"));
+        assert!(is_abort_line(
+            "decode: removing memory module entries for seq_id = 3, pos = [10, +inf)\n"
+        ));
         // Real failures stay errors.
-        assert!(!is_abort_line("ggml_backend_sched_graph_compute_async failed with error -1\n"));
+        assert!(!is_abort_line(
+            "ggml_backend_sched_graph_compute_async failed with error -1\n"
+        ));
         assert!(!is_abort_line("failed to compute graph, compute status: -2\n"));
         assert!(!is_abort_line("llama_decode: failed to decode, ret = -3\n"));
         assert!(!is_abort_line("failed to decode, ret = 1\n"));
@@ -369,12 +381,27 @@ mod tests {
 
     #[test]
     fn copied_weight_buffers_are_read_from_llama_cpp_lines() {
-        let mib = 1024.0 * 1024.0;
-        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size =   596.53 MiB\n"), Some((596.53 * mib as f64).round() as u64));
+        let mib: f64 = 1024.0 * 1024.0;
+        assert_eq!(
+            copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size =   596.53 MiB\n"),
+            Some((596.53 * mib).round() as u64)
+        );
         // The mapping itself and device buffers are not host copies.
-        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_Mapped model buffer size =  1059.00 MiB\n"), None);
-        assert_eq!(copied_buffer_bytes("load_tensors:        CUDA0 model buffer size =   900.00 MiB\n"), None);
-        assert_eq!(copied_buffer_bytes("llama_context:        CPU compute buffer size =    50.95 MiB\n"), None);
-        assert_eq!(copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size = lots MiB\n"), None);
+        assert_eq!(
+            copied_buffer_bytes("load_tensors:   CPU_Mapped model buffer size =  1059.00 MiB\n"),
+            None
+        );
+        assert_eq!(
+            copied_buffer_bytes("load_tensors:        CUDA0 model buffer size =   900.00 MiB\n"),
+            None
+        );
+        assert_eq!(
+            copied_buffer_bytes("llama_context:        CPU compute buffer size =    50.95 MiB\n"),
+            None
+        );
+        assert_eq!(
+            copied_buffer_bytes("load_tensors:   CPU_REPACK model buffer size = lots MiB\n"),
+            None
+        );
     }
 }

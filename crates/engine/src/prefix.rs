@@ -45,7 +45,12 @@ pub struct Scope {
 impl Scope {
     /// The file as the model was loaded from it (`len`, `modified`: see `Model::file_stamp`).
     pub fn new(path: &Path, len: u64, modified: Option<std::time::SystemTime>, layout: String) -> Self {
-        Self { path: path.to_owned(), len, modified, layout }
+        Self {
+            path: path.to_owned(),
+            len,
+            modified,
+            layout,
+        }
     }
 }
 
@@ -112,12 +117,17 @@ pub fn insert(scope: &Scope, prefix: &[i32], state: SeqState) {
     let mut s = lock();
     s.tick += 1;
     let tick = s.tick;
-    if let Some((old, _)) = s.entries.insert((scope.clone(), prefix.to_vec()), (Arc::new(state), tick)) {
+    if let Some((old, _)) = s
+        .entries
+        .insert((scope.clone(), prefix.to_vec()), (Arc::new(state), tick))
+    {
         s.bytes -= old.byte_len();
     }
     s.bytes += size;
     while s.bytes > MAX_BYTES {
-        let Some(oldest) = s.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else { break };
+        let Some(oldest) = s.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else {
+            break;
+        };
         if let Some((gone, _)) = s.entries.remove(&oldest) {
             s.bytes -= gone.byte_len();
         }
@@ -155,7 +165,12 @@ mod tests {
 
     #[test]
     fn a_prefix_is_captured_the_second_time_it_is_seen_and_never_when_short_or_huge() {
-        let scope = Scope { path: "/nonexistent/a.gguf".into(), len: 1, modified: None, layout: "t".into() };
+        let scope = Scope {
+            path: "/nonexistent/a.gguf".into(),
+            len: 1,
+            modified: None,
+            layout: "t".into(),
+        };
         let prefix: Vec<i32> = (100..120).collect();
         assert!(matches!(plan(&scope, &prefix, 1000), Plan::Nothing));
         assert!(matches!(plan(&scope, &prefix, 1000), Plan::Capture));

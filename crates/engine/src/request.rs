@@ -39,7 +39,13 @@ pub struct GenerateRequest {
 
 impl GenerateRequest {
     pub fn new(prompt: Prompt, params: SamplingParams) -> Self {
-        Self { prompt, params, constraint: None, logprobs: None, priority: Priority::Interactive }
+        Self {
+            prompt,
+            params,
+            constraint: None,
+            logprobs: None,
+            priority: Priority::Interactive,
+        }
     }
 }
 
@@ -119,7 +125,11 @@ pub struct Completion {
 impl Completion {
     /// Mean and minimum logprob of the chosen tokens (when logprobs were requested).
     pub fn logprob_stats(&self) -> Option<(f32, f32)> {
-        let lps: Vec<f32> = self.tokens.iter().filter_map(|t| t.logprob.as_ref().map(|l| l.logprob)).collect();
+        let lps: Vec<f32> = self
+            .tokens
+            .iter()
+            .filter_map(|t| t.logprob.as_ref().map(|l| l.logprob))
+            .collect();
         if lps.is_empty() {
             return None;
         }
@@ -205,7 +215,11 @@ impl Accumulator {
             Event::Done(f) => {
                 self.text.push_str(&f.tail);
                 let text = std::mem::take(&mut self.text);
-                Some(Ok(Completion { text, tokens: std::mem::take(&mut self.tokens), finish: f }))
+                Some(Ok(Completion {
+                    text,
+                    tokens: std::mem::take(&mut self.tokens),
+                    finish: f,
+                }))
             }
             Event::Error(e) => Some(Err(EngineError::Decode(e))),
         }

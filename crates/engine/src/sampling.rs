@@ -68,7 +68,10 @@ impl SamplingParams {
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty <= 10.0) {
             return bad("repetition_penalty", "must be in (0, 10]");
         }
-        for (n, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+        for (n, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
             if !(-2.0..=2.0).contains(&v) {
                 return bad(n, "must be between -2 and 2");
             }
@@ -95,8 +98,16 @@ impl Sampler {
     pub fn new(params: SamplingParams, prompt_tail: &[i32]) -> Self {
         let seed = params.seed.unwrap_or_else(rand::random);
         let n = params.penalty_last_n;
-        let recent = prompt_tail[prompt_tail.len().saturating_sub(n)..].iter().copied().collect();
-        Self { params, rng: StdRng::seed_from_u64(seed), recent, scratch: Vec::new() }
+        let recent = prompt_tail[prompt_tail.len().saturating_sub(n)..]
+            .iter()
+            .copied()
+            .collect();
+        Self {
+            params,
+            rng: StdRng::seed_from_u64(seed),
+            recent,
+            scratch: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -138,11 +149,21 @@ impl Sampler {
         }
         let cands = &mut self.scratch;
         cands.clear();
-        cands.extend(logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as i32, l)));
+        cands.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite())
+                .map(|(i, &l)| (i as i32, l)),
+        );
         if cands.is_empty() {
             return argmax(logits) as i32;
         }
-        let k = if p.top_k == 0 { cands.len() } else { p.top_k.min(cands.len()) };
+        let k = if p.top_k == 0 {
+            cands.len()
+        } else {
+            p.top_k.min(cands.len())
+        };
         if k < cands.len() {
             cands.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             cands.truncate(k);
@@ -197,7 +218,11 @@ impl Sampler {
                 continue;
             }
             if p.repetition_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repetition_penalty
+                } else {
+                    *l * p.repetition_penalty
+                };
             }
             *l -= p.frequency_penalty * n as f32 + p.presence_penalty;
         }
@@ -217,11 +242,19 @@ pub fn argmax(xs: &[f32]) -> usize {
 
 /// log-sum-exp of the finite values, for log-softmax without a full copy.
 pub fn log_sum_exp(xs: &[f32]) -> f32 {
-    let max = xs.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    let max = xs
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
         return f32::NEG_INFINITY;
     }
-    let s: f64 = xs.iter().filter(|x| x.is_finite()).map(|&x| ((x - max) as f64).exp()).sum();
+    let s: f64 = xs
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| ((x - max) as f64).exp())
+        .sum();
     max + s.ln() as f32
 }
 
@@ -230,8 +263,12 @@ pub fn top_logprobs(logits: &[f32], lse: f32, n: usize) -> Vec<(i32, f32)> {
     if n == 0 {
         return Vec::new();
     }
-    let mut idx: Vec<(i32, f32)> =
-        logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as i32, l)).collect();
+    let mut idx: Vec<(i32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (i as i32, l))
+        .collect();
     let n = n.min(idx.len());
     if n == 0 {
         return idx;
@@ -249,7 +286,11 @@ mod tests {
     use super::*;
 
     fn params(t: f32) -> SamplingParams {
-        SamplingParams { temperature: t, seed: Some(7), ..Default::default() }
+        SamplingParams {
+            temperature: t,
+            seed: Some(7),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -262,7 +303,14 @@ mod tests {
     fn same_seed_same_draws_different_seed_differs() {
         let logits = vec![1.0f32; 50];
         let draw = |seed| {
-            let mut s = Sampler::new(SamplingParams { temperature: 1.0, seed: Some(seed), ..Default::default() }, &[]);
+            let mut s = Sampler::new(
+                SamplingParams {
+                    temperature: 1.0,
+                    seed: Some(seed),
+                    ..Default::default()
+                },
+                &[],
+            );
             (0..20).map(|_| s.sample(&logits, &mut Vec::new())).collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
@@ -281,7 +329,15 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_even_when_hot() {
-        let mut s = Sampler::new(SamplingParams { temperature: 2.0, top_k: 1, seed: Some(3), ..Default::default() }, &[]);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 2.0,
+                top_k: 1,
+                seed: Some(3),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..50 {
             assert_eq!(s.sample(&[0.0, 0.5, 0.4], &mut Vec::new()), 1);
         }
@@ -290,7 +346,15 @@ mod tests {
     #[test]
     fn top_p_cuts_the_tail() {
         // probabilities ~ [0.64, 0.24, 0.09, 0.03]: top_p 0.7 keeps two tokens.
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_p: 0.7, seed: Some(1), ..Default::default() }, &[]);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                top_p: 0.7,
+                seed: Some(1),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..300 {
             let t = s.sample(&[3.0, 2.0, 1.0, 0.0], &mut Vec::new());
             assert!(t == 0 || t == 1);
@@ -299,7 +363,15 @@ mod tests {
 
     #[test]
     fn min_p_cuts_unlikely_tokens() {
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, min_p: 0.2, seed: Some(1), ..Default::default() }, &[]);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                min_p: 0.2,
+                seed: Some(1),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..300 {
             // p(2) / p(0) = e^-3 ≈ 0.05 < 0.2
             assert_ne!(s.sample(&[3.0, 2.5, 0.0], &mut Vec::new()), 2);
@@ -311,7 +383,11 @@ mod tests {
         let mut p = params(0.0);
         p.presence_penalty = 1.0;
         let mut s = Sampler::new(p, &[0]);
-        assert_eq!(s.sample(&[2.0, 1.5], &mut Vec::new()), 1, "token 0 was seen: 2.0 - 1.0 < 1.5");
+        assert_eq!(
+            s.sample(&[2.0, 1.5], &mut Vec::new()),
+            1,
+            "token 0 was seen: 2.0 - 1.0 < 1.5"
+        );
         let mut p = params(0.0);
         p.repetition_penalty = 2.0;
         let mut s = Sampler::new(p, &[]);
@@ -336,12 +412,21 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_parameter() {
-        let p = SamplingParams { top_p: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        };
         assert!(p.validate().unwrap_err().contains("top_p"));
-        let p = SamplingParams { temperature: f32::NAN, ..Default::default() };
+        let p = SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        };
         assert!(p.validate().unwrap_err().contains("temperature"));
         for r in [0.0, -1.0, 1e30, f32::INFINITY, f32::NAN] {
-            let p = SamplingParams { repetition_penalty: r, ..Default::default() };
+            let p = SamplingParams {
+                repetition_penalty: r,
+                ..Default::default()
+            };
             assert!(p.validate().unwrap_err().contains("repetition_penalty"), "{r}");
         }
         assert!(SamplingParams::default().validate().is_ok());

@@ -27,7 +27,11 @@ impl TextStream {
     pub fn new(stops: &[String]) -> Self {
         let stops: Vec<String> = stops.iter().filter(|s| !s.is_empty()).cloned().collect();
         let max_stop_len = stops.iter().map(|s| s.len()).max().unwrap_or(0);
-        Self { stops, max_stop_len, ..Default::default() }
+        Self {
+            stops,
+            max_stop_len,
+            ..Default::default()
+        }
     }
 
     /// Feed the bytes of one token.
@@ -44,7 +48,9 @@ impl TextStream {
             }
             Err(e) => e.valid_up_to(),
         };
-        let text = std::str::from_utf8(&self.pending_bytes[..valid]).expect("checked").to_owned();
+        let text = std::str::from_utf8(&self.pending_bytes[..valid])
+            .expect("checked")
+            .to_owned();
         self.pending_bytes.drain(..valid);
         self.held.push_str(&text);
         self.release()

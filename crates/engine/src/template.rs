@@ -14,7 +14,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -47,7 +50,11 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", source.to_owned())
             .map_err(|e| EngineError::Template(format!("cannot compile the model's template: {e}")))?;
-        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned() })
+        Ok(Self {
+            env,
+            bos: bos.to_owned(),
+            eos: eos.to_owned(),
+        })
     }
 
     /// Render messages into the prompt text, ending with the assistant turn's opening.
@@ -81,8 +88,13 @@ mod tests {
     #[test]
     fn renders_chatml() {
         let t = ChatTemplate::new(CHATML, "", "<|im_end|>").unwrap();
-        let out = t.render(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")]).unwrap();
-        assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        let out = t
+            .render(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")])
+            .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
