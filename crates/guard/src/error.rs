@@ -16,9 +16,7 @@ pub enum GuardError {
 
     /// A custom recogniser name is not a snake_case identifier, or collides with a
     /// built-in kind or another recogniser.
-    #[error(
-        "invalid recogniser name {0:?}: use a snake_case identifier that is not a built-in kind"
-    )]
+    #[error("invalid recogniser name {0:?}: use a snake_case identifier that is not a built-in kind")]
     InvalidName(String),
 
     /// A JSON Schema in an output policy is not a valid schema.
@@ -45,6 +43,10 @@ pub enum GuardError {
     /// The encoder (embedding or head training / loading) failed.
     #[error(transparent)]
     Encoder(#[from] encoder::EncoderError),
+
+    /// Guard work moved to a blocking thread did not come back (it panicked).
+    #[error("guard worker failed: {0}")]
+    Worker(String),
 
     /// Reading or writing a file failed.
     #[error("i/o error on {path}: {source}")]

@@ -43,11 +43,7 @@ pub fn parse_eval_jsonl(jsonl: &str) -> Result<Vec<EvalLine>> {
             line: i + 1,
             reason: e.to_string(),
         })?;
-        if let Some(s) = l
-            .spans
-            .iter()
-            .find(|s| !l.text.contains(&s.text) || s.text.is_empty())
-        {
+        if let Some(s) = l.spans.iter().find(|s| !l.text.contains(&s.text) || s.text.is_empty()) {
             return Err(GuardError::Dataset {
                 line: i + 1,
                 reason: format!("{} span text does not occur in the line", s.kind),
@@ -132,11 +128,7 @@ pub fn evaluate(detector: &Detector, lines: &[EvalLine]) -> EvalReport {
         ..Default::default()
     };
     for (i, line) in lines.iter().enumerate() {
-        let mut gold: Vec<(PiiKind, &str)> = line
-            .spans
-            .iter()
-            .map(|s| (s.kind.clone(), s.text.as_str()))
-            .collect();
+        let mut gold: Vec<(PiiKind, &str)> = line.spans.iter().map(|s| (s.kind.clone(), s.text.as_str())).collect();
         let pred: Vec<(PiiKind, &str)> = detector
             .detect(&line.text)
             .into_iter()
@@ -145,10 +137,7 @@ pub fn evaluate(detector: &Detector, lines: &[EvalLine]) -> EvalReport {
         r.gold_spans += gold.len();
         if let Some(k) = &line.near_miss {
             r.near_miss_lines += 1;
-            if pred
-                .iter()
-                .any(|(pk, t)| pk == k && !gold.contains(&(pk.clone(), *t)))
-            {
+            if pred.iter().any(|(pk, t)| pk == k && !gold.contains(&(pk.clone(), *t))) {
                 r.near_miss_failures += 1;
             }
         }
@@ -188,7 +177,9 @@ pub fn evaluate(detector: &Detector, lines: &[EvalLine]) -> EvalReport {
 impl EvalReport {
     /// A markdown table: one row per kind, then overall.
     pub fn to_markdown(&self) -> String {
-        let mut s = String::from("| kind | gold | TP | FP | FN | precision | recall | F1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut s = String::from(
+            "| kind | gold | TP | FP | FN | precision | recall | F1 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
         let mut row = |name: &str, sc: &Score| {
             let _ = writeln!(
                 s,
@@ -223,37 +214,19 @@ mod tests {
     #[test]
     fn scores_count_exact_kind_and_text() {
         let lines = parse_eval_jsonl(concat!(
-            r#"{"text": "mail a@x.com or b@y.org", "spans": [{"kind": "email", "text": "a@x.com"}]}"#, "\n",
-            r#"{"text": "nothing here", "spans": [{"kind": "phone", "text": "nothing"}]}"#, "\n",
-            r#"{"text": "card 4242 4242 4242 4241", "near_miss": "credit_card"}"#, "\n",
+            r#"{"text": "mail a@x.com or b@y.org", "spans": [{"kind": "email", "text": "a@x.com"}]}"#,
+            "\n",
+            r#"{"text": "nothing here", "spans": [{"kind": "phone", "text": "nothing"}]}"#,
+            "\n",
+            r#"{"text": "card 4242 4242 4242 4241", "near_miss": "credit_card"}"#,
+            "\n",
         ))
         .unwrap();
         let d = Detector::new(PiiConfig::default()).unwrap();
         let r = evaluate(&d, &lines);
-        assert_eq!(
-            r.per_kind[&PiiKind::Email],
-            Score {
-                tp: 1,
-                fp: 1,
-                fn_: 0
-            }
-        );
-        assert_eq!(
-            r.per_kind[&PiiKind::Phone],
-            Score {
-                tp: 0,
-                fp: 0,
-                fn_: 1
-            }
-        );
-        assert_eq!(
-            r.overall,
-            Score {
-                tp: 1,
-                fp: 1,
-                fn_: 1
-            }
-        );
+        assert_eq!(r.per_kind[&PiiKind::Email], Score { tp: 1, fp: 1, fn_: 0 });
+        assert_eq!(r.per_kind[&PiiKind::Phone], Score { tp: 0, fp: 0, fn_: 1 });
+        assert_eq!(r.overall, Score { tp: 1, fp: 1, fn_: 1 });
         assert_eq!((r.near_miss_lines, r.near_miss_failures), (1, 0));
         assert!((r.overall.f1() - 0.5).abs() < 1e-9);
         assert!(r
@@ -263,10 +236,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_with_their_number() {
-        let e = parse_eval_jsonl(
-            "{\"text\": \"x\", \"spans\": [{\"kind\": \"email\", \"text\": \"y\"}]}",
-        )
-        .unwrap_err();
+        let e = parse_eval_jsonl("{\"text\": \"x\", \"spans\": [{\"kind\": \"email\", \"text\": \"y\"}]}").unwrap_err();
         assert!(matches!(e, GuardError::Dataset { line: 1, .. }));
         assert!(parse_eval_jsonl("\n{not json").is_err());
     }

@@ -21,6 +21,10 @@
 //!   for the system prompt, chat-role markers, notes addressed to "the AI", …), scored
 //!   by a small head trained on the bundled labelled set ([`load_dataset`]); long inputs
 //!   are scored window by window.
+//! * **One engine** — [`Guards`] holds a process's detector, `hash` key and injection head
+//!   (under `<cache>/heads`); [`Guards::screen`] runs the input guards of a request or task
+//!   run in place and returns a [`Screened`] (report, vault) for the way out. The encoder
+//!   the head needs is lent per check ([`EncoderLender`]).
 //! * **Output** — [`OutputGuard`] compiles an [`OutputPolicy`] once (length, banned
 //!   regexes, closed label set, JSON Schema with a nesting-depth limit checked before
 //!   parsing, PII) and returns every [`Violation`].
@@ -36,6 +40,7 @@
 
 mod error;
 mod eval;
+mod guards;
 mod injection;
 mod json_depth;
 pub mod mask;
@@ -43,29 +48,28 @@ mod output;
 mod pii;
 mod policy;
 mod redact;
+mod report;
+mod screen;
 mod vault;
 
 pub use error::{GuardError, Result};
 pub use eval::{
-    evaluate, load_pii_eval, parse_eval_jsonl, EvalLine, EvalReport, GoldSpan, Mismatch, Score,
-    PII_EVAL_JSONL,
+    evaluate, load_pii_eval, parse_eval_jsonl, EvalLine, EvalReport, GoldSpan, Mismatch, Score, PII_EVAL_JSONL,
 };
+pub use guards::{EncoderLease, EncoderLender, Guards, INJECTION_ENCODER, OFF_THREAD_BYTES};
 pub use injection::{
-    default_train_config, evaluate_injection, feature_names, injection_features, lexical_features,
-    load_dataset, parse_dataset, BinaryReport, Example, InjectionDetector, InjectionHead, Label,
-    Split,
-    BENIGN_LABEL, FEATURES_VERSION, FEATURE_SCALE, INJECTION_JSONL, INJECTION_LABEL,
-    INJECTION_META_FILE, MAX_SCORED_BYTES, N_FEATURES, WINDOW_CHARS, WINDOW_STRIDE,
+    default_train_config, evaluate_injection, feature_names, injection_features, lexical_features, load_dataset,
+    parse_dataset, BinaryReport, Example, InjectionDetector, InjectionHead, Label, Split, BENIGN_LABEL,
+    FEATURES_VERSION, FEATURE_SCALE, INJECTION_JSONL, INJECTION_LABEL, INJECTION_META_FILE, MAX_SCORED_BYTES,
+    N_FEATURES, WINDOW_CHARS, WINDOW_STRIDE,
 };
 pub use json_depth::nesting_depth;
-pub use output::{
-    check_output, OutputGuard, OutputPolicy, Violation, MAX_JSON_DEPTH, MAX_SCHEMA_ERRORS,
-};
-pub use pii::{
-    validate, CustomRecognizer, Detector, PiiConfig, PiiKind, PiiSpan, CUSTOM_PATTERN_SIZE_LIMIT,
-};
+pub use output::{check_output, OutputGuard, OutputPolicy, Violation, MAX_JSON_DEPTH, MAX_SCHEMA_ERRORS};
+pub use pii::{validate, CustomRecognizer, Detector, PiiConfig, PiiKind, PiiSpan, CUSTOM_PATTERN_SIZE_LIMIT};
 pub use policy::{Guardrails, InjectionAction, OnViolation, DEFAULT_INJECTION_THRESHOLD};
 pub use redact::{Mode, Policy, Redacted};
+pub use report::GuardReport;
+pub use screen::{kinds_and_counts, restore_json, InputError, Screened};
 pub use vault::Vault;
 
 #[cfg(test)]
@@ -78,5 +82,7 @@ mod tests {
         check::<crate::OutputGuard>();
         check::<crate::InjectionDetector>();
         check::<crate::GuardError>();
+        check::<crate::Guards>();
+        check::<crate::Screened>();
     }
 }

@@ -53,11 +53,7 @@ pub fn mask(kind: &PiiKind, value: &str) -> String {
         }
         PiiKind::IpAddress => {
             if value.contains(':') {
-                let first = value
-                    .split(':')
-                    .next()
-                    .filter(|g| !g.is_empty())
-                    .unwrap_or("");
+                let first = value.split(':').next().filter(|g| !g.is_empty()).unwrap_or("");
                 format!("{first}:*")
             } else {
                 let first = value.split('.').next().unwrap_or("");
@@ -78,18 +74,9 @@ mod tests {
 
     #[test]
     fn masks_per_kind() {
-        assert_eq!(
-            mask(&PiiKind::Email, "jane.doe@example.com"),
-            "j***@example.com"
-        );
-        assert_eq!(
-            mask(&PiiKind::CreditCard, "4242 4242 4242 4242"),
-            "**** **** **** 4242"
-        );
-        assert_eq!(
-            mask(&PiiKind::Phone, "+44 20 7946 0958"),
-            "+** ** **** **58"
-        );
+        assert_eq!(mask(&PiiKind::Email, "jane.doe@example.com"), "j***@example.com");
+        assert_eq!(mask(&PiiKind::CreditCard, "4242 4242 4242 4242"), "**** **** **** 4242");
+        assert_eq!(mask(&PiiKind::Phone, "+44 20 7946 0958"), "+** ** **** **58");
         assert_eq!(
             mask(&PiiKind::Iban, "DE89 3704 0044 0532 0130 00"),
             "DE** **** **** **** **30 00"
@@ -97,13 +84,7 @@ mod tests {
         assert_eq!(mask(&PiiKind::Ssn, "123-45-6789"), "***-**-6789");
         assert_eq!(mask(&PiiKind::IpAddress, "192.168.1.20"), "192.*.*.*");
         assert_eq!(mask(&PiiKind::IpAddress, "2001:db8::1"), "2001:*");
-        assert_eq!(
-            mask(&PiiKind::Secret, "sk-proj-abcdefghijklmnop"),
-            "sk-p****"
-        );
-        assert_eq!(
-            mask(&PiiKind::DateOfBirth, "12 March 1985"),
-            "** ***** ****"
-        );
+        assert_eq!(mask(&PiiKind::Secret, "sk-proj-abcdefghijklmnop"), "sk-p****");
+        assert_eq!(mask(&PiiKind::DateOfBirth, "12 March 1985"), "** ***** ****");
     }
 }

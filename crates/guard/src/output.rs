@@ -82,24 +82,16 @@ impl fmt::Display for Violation {
             Violation::NotALabel { allowed } => {
                 write!(f, "output is not one of the {allowed} allowed labels")
             }
-            Violation::InvalidJson {
-                line,
-                column,
-                category,
-            } => write!(
+            Violation::InvalidJson { line, column, category } => write!(
                 f,
                 "output is not valid JSON ({category} error at line {line}, column {column})"
             ),
             Violation::TooDeep { max_depth } => {
                 write!(f, "output JSON nests deeper than {max_depth} levels")
             }
-            Violation::Schema {
-                instance_path,
-                keyword,
-            } => write!(
-                f,
-                "output fails schema keyword '{keyword}' at '{instance_path}'"
-            ),
+            Violation::Schema { instance_path, keyword } => {
+                write!(f, "output fails schema keyword '{keyword}' at '{instance_path}'")
+            }
             Violation::Pii { counts } => {
                 write!(f, "output contains PII: {}", describe_counts(counts))
             }
@@ -136,10 +128,9 @@ impl OutputGuard {
             })
             .collect::<Result<Vec<_>>>()?;
         let validator = match &policy.json_schema {
-            Some(schema) => Some(
-                jsonschema::validator_for(schema)
-                    .map_err(|e| GuardError::InvalidSchema(e.to_string()))?,
-            ),
+            Some(schema) => {
+                Some(jsonschema::validator_for(schema).map_err(|e| GuardError::InvalidSchema(e.to_string()))?)
+            }
             None => None,
         };
         let default_detector = Detector::new(PiiConfig::default())?;
@@ -176,9 +167,7 @@ impl OutputGuard {
         if let Some(labels) = &self.policy.labels {
             let t = output.trim();
             if !labels.iter().any(|l| l == t) {
-                v.push(Violation::NotALabel {
-                    allowed: labels.len(),
-                });
+                v.push(Violation::NotALabel { allowed: labels.len() });
             }
         }
         if let Some(validator) = &self.validator {
@@ -214,13 +203,7 @@ fn check_json(validator: &jsonschema::Validator, output: &str, v: &mut Vec<Viola
         }
     };
     for e in validator.iter_errors(&value).take(MAX_SCHEMA_ERRORS) {
-        let keyword = e
-            .schema_path
-            .as_str()
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let keyword = e.schema_path.as_str().rsplit('/').next().unwrap_or("").to_string();
         v.push(Violation::Schema {
             instance_path: e.instance_path.as_str().to_string(),
             keyword,
@@ -230,11 +213,7 @@ fn check_json(validator: &jsonschema::Validator, output: &str, v: &mut Vec<Viola
 
 /// Compiles `policy` and checks `output` once. Prefer [`OutputGuard`] when checking many
 /// outputs against one policy.
-pub fn check_output(
-    output: &str,
-    policy: &OutputPolicy,
-    detector: Option<&Detector>,
-) -> Result<Vec<Violation>> {
+pub fn check_output(output: &str, policy: &OutputPolicy, detector: Option<&Detector>) -> Result<Vec<Violation>> {
     Ok(OutputGuard::new(policy.clone())?.check(output, detector))
 }
 
@@ -304,17 +283,13 @@ mod tests {
         };
         let e = OutputGuard::new(p).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("invalid pattern for banned_patterns[1]"),
+            e.to_string().starts_with("invalid pattern for banned_patterns[1]"),
             "{e}"
         );
         let p = OutputPolicy {
             json_schema: Some(json!({"type": 12})),
             ..Default::default()
         };
-        assert!(matches!(
-            OutputGuard::new(p).unwrap_err(),
-            GuardError::InvalidSchema(_)
-        ));
+        assert!(matches!(OutputGuard::new(p).unwrap_err(), GuardError::InvalidSchema(_)));
     }
 }

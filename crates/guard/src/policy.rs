@@ -95,7 +95,10 @@ impl Guardrails {
             return Err(("output_max_chars", "must be at least 1".into()));
         }
         for (i, p) in self.output_banned.iter().flatten().enumerate() {
-            if let Err(e) = regex::RegexBuilder::new(p).size_limit(crate::output::BANNED_PATTERN_SIZE_LIMIT).build() {
+            if let Err(e) = regex::RegexBuilder::new(p)
+                .size_limit(crate::output::BANNED_PATTERN_SIZE_LIMIT)
+                .build()
+            {
                 return Err(("output_banned", format!("pattern #{i} does not compile: {e}")));
             }
         }
@@ -139,7 +142,8 @@ mod tests {
     #[test]
     fn task_fields_win_and_unset_ones_fall_back() {
         let task: Guardrails = toml::from_str("pii = \"pseudonymize\"\noutput_max_chars = 10").unwrap();
-        let key: Guardrails = toml::from_str("pii = \"block\"\ninjection = \"block\"\ninjection_threshold = 0.7").unwrap();
+        let key: Guardrails =
+            toml::from_str("pii = \"block\"\ninjection = \"block\"\ninjection_threshold = 0.7").unwrap();
         let g = task.or(&key);
         assert_eq!(g.pii, Some(Mode::Pseudonymize));
         assert_eq!(g.injection, Some(InjectionAction::Block));

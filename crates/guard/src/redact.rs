@@ -68,14 +68,7 @@ impl fmt::Debug for Policy {
             .field("default_mode", &self.default_mode)
             .field("modes", &self.modes)
             .field("enabled", &self.enabled)
-            .field(
-                "hash_salt",
-                &if self.hash_salt.is_empty() {
-                    ""
-                } else {
-                    "<set>"
-                },
-            )
+            .field("hash_salt", &if self.hash_salt.is_empty() { "" } else { "<set>" })
             .finish()
     }
 }
@@ -117,12 +110,9 @@ impl Policy {
     }
 
     fn validate(&self) -> Result<()> {
-        let hashes =
-            self.default_mode == Mode::Hash || self.modes.values().any(|m| *m == Mode::Hash);
+        let hashes = self.default_mode == Mode::Hash || self.modes.values().any(|m| *m == Mode::Hash);
         if hashes && self.hash_salt.is_empty() {
-            return Err(GuardError::Config(
-                "hash mode needs a non-empty hash_salt".into(),
-            ));
+            return Err(GuardError::Config("hash mode needs a non-empty hash_salt".into()));
         }
         Ok(())
     }
@@ -164,12 +154,7 @@ pub(crate) fn apply_policy(text: &str, spans: &[PiiSpan], policy: &Policy) -> Re
 
 /// Like [`apply_policy`] but pseudonymises into `vault` (one vault across the messages
 /// of a request keeps placeholders consistent); `Redacted::vault` is `None`.
-pub(crate) fn apply_policy_in(
-    text: &str,
-    spans: &[PiiSpan],
-    policy: &Policy,
-    vault: &mut Vault,
-) -> Result<Redacted> {
+pub(crate) fn apply_policy_in(text: &str, spans: &[PiiSpan], policy: &Policy, vault: &mut Vault) -> Result<Redacted> {
     policy.validate()?;
     let acted: Vec<(&PiiSpan, Mode)> = spans
         .iter()
@@ -238,10 +223,7 @@ mod tests {
             .with_mode(PiiKind::CreditCard, Mode::Mask)
             .only([PiiKind::Email, PiiKind::CreditCard]);
         let r = apply_policy(t, &spans, &p).unwrap();
-        assert_eq!(
-            r.text,
-            "[EMAIL] paid with **** **** **** 4242 from 10.0.0.1"
-        );
+        assert_eq!(r.text, "[EMAIL] paid with **** **** **** 4242 from 10.0.0.1");
         assert_eq!(r.counts.len(), 2);
         assert!(r.vault.is_none());
     }
@@ -262,7 +244,10 @@ mod tests {
         use hmac::Mac;
         let mut m = <hmac::Hmac<Sha256> as Mac>::new_from_slice(b"s1").unwrap();
         m.update(b"email\0a@x.com");
-        assert_eq!(h("s1"), format!("[EMAIL:{}]", &hex::encode(m.finalize().into_bytes())[..8]));
+        assert_eq!(
+            h("s1"),
+            format!("[EMAIL:{}]", &hex::encode(m.finalize().into_bytes())[..8])
+        );
         let e = apply_policy(t, &spans, &Policy::new(Mode::Hash)).unwrap_err();
         assert!(matches!(e, GuardError::Config(_)));
     }

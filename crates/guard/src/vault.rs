@@ -75,10 +75,7 @@ impl Vault {
         placeholder_re()
             .replace_all(text, |c: &regex::Captures| {
                 let p = &c[0];
-                self.originals
-                    .get(p)
-                    .cloned()
-                    .unwrap_or_else(|| p.to_string())
+                self.originals.get(p).cloned().unwrap_or_else(|| p.to_string())
             })
             .into_owned()
     }

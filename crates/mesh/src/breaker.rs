@@ -21,7 +21,11 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(failures: u32, cooldown: Duration) -> Self {
-        Self { state: Mutex::new(State::Closed { fails: 0 }), failures: failures.max(1), cooldown }
+        Self {
+            state: Mutex::new(State::Closed { fails: 0 }),
+            failures: failures.max(1),
+            cooldown,
+        }
     }
 
     /// May a call go out now? `Err(remaining)` while open. Moving from open to half-open
@@ -57,7 +61,9 @@ impl Breaker {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         *s = match *s {
             State::Closed { fails } if fails + 1 < self.failures => State::Closed { fails: fails + 1 },
-            _ => State::Open { until: Instant::now() + self.cooldown },
+            _ => State::Open {
+                until: Instant::now() + self.cooldown,
+            },
         };
     }
 

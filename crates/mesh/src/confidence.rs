@@ -27,7 +27,10 @@ pub fn text(logprobs: &[f32]) -> Option<(f64, f64)> {
 /// Agreement of k samples: the share that equals the most common answer (after trimming and
 /// lower-casing), and that answer's index.
 pub fn agreement(answers: &[String]) -> (usize, f64) {
-    let norm: Vec<String> = answers.iter().map(|a| a.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()).collect();
+    let norm: Vec<String> = answers
+        .iter()
+        .map(|a| a.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase())
+        .collect();
     let mut best = (0, 0);
     for (i, a) in norm.iter().enumerate() {
         let n = norm.iter().filter(|b| *b == a).count();
@@ -200,7 +203,10 @@ mod tests {
         let t = r#"{"a": {"x": [1, "}"]}, "b": "q\"uote", "c": null}"#;
         let spans = value_spans(t);
         let got: Vec<(&str, &str)> = spans.iter().map(|(k, (s, e))| (k.as_str(), &t[*s..*e])).collect();
-        assert_eq!(got, vec![("a", r#"{"x": [1, "}"]}"#), ("b", r#""q\"uote""#), ("c", "null")]);
+        assert_eq!(
+            got,
+            vec![("a", r#"{"x": [1, "}"]}"#), ("b", r#""q\"uote""#), ("c", "null")]
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use std::time::Instant;
 /// (trimmed, case-insensitive), JSON by field-level F1, text by whether the expected answer
 /// appears in it as a whole word or phrase (case-insensitive).
 pub fn score(kind: OutputKind, output: &Value, expected: &Expected) -> f64 {
-    default_metric(kind).score(&output_text(output), expected).unwrap_or(0.0)
+    default_metric(kind)
+        .score(&output_text(output), expected)
+        .unwrap_or(0.0)
 }
 
 /// An answer as text: a string as it is, any other JSON compact.
@@ -53,7 +55,11 @@ impl MetricReport {
             (_, _, Some(j)) => format!(" ({j})"),
             _ => String::new(),
         };
-        format!("scored by {}{how} · scoring cost {} (evaluation cost, not in the tiers' cost)", self.name.as_str(), eval::fmt_cost(self.cost_usd))
+        format!(
+            "scored by {}{how} · scoring cost {} (evaluation cost, not in the tiers' cost)",
+            self.name.as_str(),
+            eval::fmt_cost(self.cost_usd)
+        )
     }
 }
 
@@ -67,10 +73,16 @@ pub struct Evaluation {
 }
 
 /// How one answer is scored, with what scoring needs prepared.
+// One value per evaluation, not per item: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum How {
     Text(Metric),
     /// Embeddings of every item's expected answer, computed once.
-    Embedding { encoder: String, threshold: f64, expected: Vec<Vec<f32>> },
+    Embedding {
+        encoder: String,
+        threshold: f64,
+        expected: Vec<Vec<f32>>,
+    },
     Judge(Judge),
 }
 
@@ -88,38 +100,80 @@ struct Scorer<'a> {
 impl<'a> Scorer<'a> {
     async fn new(mesh: &'a Mesh, task: &Task, data: &'a Dataset) -> Result<Scorer<'a>, MeshError> {
         let scoring = task.scoring()?;
-        let mut report = MetricReport { name: scoring.name(), encoder: None, threshold: None, judge: None, cost_usd: 0.0 };
+        let mut report = MetricReport {
+            name: scoring.name(),
+            encoder: None,
+            threshold: None,
+            judge: None,
+            cost_usd: 0.0,
+        };
         let how = match scoring {
             Scoring::Text(_, m) => How::Text(m),
             Scoring::Embedding { encoder, threshold } => {
-                let (expected, cost) = mesh.embed_texts(&encoder, data.items.iter().map(|i| i.expected.as_text()).collect()).await?;
+                let (expected, cost) = mesh
+                    .embed_texts(&encoder, data.items.iter().map(|i| i.expected.as_text()).collect())
+                    .await?;
                 (report.encoder, report.threshold, report.cost_usd) = (Some(encoder.clone()), Some(threshold), cost);
-                How::Embedding { encoder, threshold, expected }
+                How::Embedding {
+                    encoder,
+                    threshold,
+                    expected,
+                }
             }
             Scoring::Judge { tier, rubric } => {
                 report.judge = Some(tier.id());
                 How::Judge(Judge::new(task, tier, &rubric))
             }
         };
-        Ok(Scorer { mesh, kind: task.spec.output.kind, data, how, report, judged: Vec::new() })
+        Ok(Scorer {
+            mesh,
+            kind: task.spec.output.kind,
+            data,
+            how,
+            report,
+            judged: Vec::new(),
+        })
     }
 
     /// Scores of one tier's answers, by item (`None`: no answer; its score stays 0).
-    async fn column(&mut self, tier: &str, answers: &[Option<String>], concurrency: usize, progress: &(dyn Fn(usize, &str) + Sync)) -> Result<Vec<f64>, MeshError> {
+    async fn column(
+        &mut self,
+        tier: &str,
+        answers: &[Option<String>],
+        concurrency: usize,
+        progress: &(dyn Fn(usize, &str) + Sync),
+    ) -> Result<Vec<f64>, MeshError> {
         let items = &self.data.items;
-        let answered: Vec<(usize, &str)> = answers.iter().enumerate().filter_map(|(i, a)| Some((i, a.as_deref()?))).collect();
+        let answered: Vec<(usize, &str)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, a.as_deref()?)))
+            .collect();
         let mut scores = vec![0.0; answers.len()];
         match &self.how {
             How::Text(m) => {
                 for &(i, a) in &answered {
-                    scores[i] = m.score(a, &items[i].expected).map_err(|e| MeshError::BadInput(format!("scoring item `{}`: {e}", items[i].id)))?;
+                    scores[i] = m
+                        .score(a, &items[i].expected)
+                        .map_err(|e| MeshError::BadInput(format!("scoring item `{}`: {e}", items[i].id)))?;
                 }
             }
-            How::Embedding { encoder, threshold, expected } => {
-                let (vectors, cost) = self.mesh.embed_texts(encoder, answered.iter().map(|(_, a)| a.to_string()).collect()).await?;
+            How::Embedding {
+                encoder,
+                threshold,
+                expected,
+            } => {
+                let (vectors, cost) = self
+                    .mesh
+                    .embed_texts(encoder, answered.iter().map(|(_, a)| a.to_string()).collect())
+                    .await?;
                 self.report.cost_usd += cost;
                 for (&(i, _), v) in answered.iter().zip(&vectors) {
-                    scores[i] = if embedding_match(v, &expected[i], *threshold) { 1.0 } else { 0.0 };
+                    scores[i] = if embedding_match(v, &expected[i], *threshold) {
+                        1.0
+                    } else {
+                        0.0
+                    };
                 }
             }
             How::Judge(judge) => {
@@ -129,7 +183,9 @@ impl<'a> Scorer<'a> {
                     async move {
                         let v = judge.verdict(mesh, &items[i].input, a, &items[i].expected).await;
                         progress(0, label);
-                        v.map_err(|e| MeshError::BadInput(format!("judge {} on item `{}`: {e}", judge.id(), items[i].id)))
+                        v.map_err(|e| {
+                            MeshError::BadInput(format!("judge {} on item `{}`: {e}", judge.id(), items[i].id))
+                        })
                     }
                 }))
                 .buffered(concurrency.max(1))
@@ -140,7 +196,10 @@ impl<'a> Scorer<'a> {
                     let (p_yes, cost) = v?;
                     self.report.cost_usd += cost;
                     scores[i] = p_yes;
-                    pairs.push((p_yes, score(self.kind, &Value::String(a.to_owned()), &items[i].expected)));
+                    pairs.push((
+                        p_yes,
+                        score(self.kind, &Value::String(a.to_owned()), &items[i].expected),
+                    ));
                 }
                 self.judged.push((tier.to_owned(), pairs));
             }
@@ -149,27 +208,56 @@ impl<'a> Scorer<'a> {
     }
 
     fn finish(self, outcomes: Outcomes) -> Evaluation {
-        let judge = self.report.judge.as_ref().map(|j| JudgeReport::new(j, MetricName::default_for(self.kind).as_str(), &self.judged, self.report.cost_usd));
-        Evaluation { outcomes, metric: self.report, judge }
+        let judge = self.report.judge.as_ref().map(|j| {
+            JudgeReport::new(
+                j,
+                MetricName::default_for(self.kind).as_str(),
+                &self.judged,
+                self.report.cost_usd,
+            )
+        });
+        Evaluation {
+            outcomes,
+            metric: self.report,
+            judge,
+        }
     }
 }
 
 impl Mesh {
     /// [`Mesh::evaluate_full`], the outcome table only.
-    pub async fn evaluate(&self, task: &Task, data: &Dataset, concurrency: usize, progress: &(dyn Fn(usize, &str) + Sync)) -> Result<Outcomes, MeshError> {
+    pub async fn evaluate(
+        &self,
+        task: &Task,
+        data: &Dataset,
+        concurrency: usize,
+        progress: &(dyn Fn(usize, &str) + Sync),
+    ) -> Result<Outcomes, MeshError> {
         Ok(self.evaluate_full(task, data, concurrency, progress).await?.outcomes)
     }
 
     /// Run each tier of `task` alone on every item (`concurrency` items in flight, batch
     /// priority so live traffic goes first), then score its answers with the task's metric.
     /// `progress` is called after each item (and with 0 after each judge verdict).
-    pub async fn evaluate_full(&self, task: &Task, data: &Dataset, concurrency: usize, progress: &(dyn Fn(usize, &str) + Sync)) -> Result<Evaluation, MeshError> {
+    pub async fn evaluate_full(
+        &self,
+        task: &Task,
+        data: &Dataset,
+        concurrency: usize,
+        progress: &(dyn Fn(usize, &str) + Sync),
+    ) -> Result<Evaluation, MeshError> {
         let mut scorer = Scorer::new(self, task, data).await?;
         let tiers: Vec<String> = task.tiers().map(|t| t.id()).collect();
         let mut columns: Vec<Vec<TierOutcome>> = Vec::new();
         for (ti, tier) in tiers.iter().enumerate() {
             let runs = stream::iter(data.items.iter().map(|item| {
-                let opts = RunOptions { version: Some(task.spec.version), priority: Priority::Batch, only_tier: Some(ti), no_record: true, ..Default::default() };
+                let opts = RunOptions {
+                    version: Some(task.spec.version),
+                    priority: Priority::Batch,
+                    only_tier: Some(ti),
+                    no_record: true,
+                    ..Default::default()
+                };
                 async move {
                     let r = self.run(&task.spec.name, &item.input, opts).await;
                     progress(1, tier);
@@ -186,7 +274,10 @@ impl Mesh {
                     Ok(a) => {
                         let at = &a.tiers[0];
                         match (&at.error, &at.output) {
-                            (None, Some(out)) => (TierOutcome::scored(0.0, at.confidence, at.cost_usd, at.latency_ms), Some(output_text(out))),
+                            (None, Some(out)) => (
+                                TierOutcome::scored(0.0, at.confidence, at.cost_usd, at.latency_ms),
+                                Some(output_text(out)),
+                            ),
                             _ => (TierOutcome::failed(at.cost_usd, at.latency_ms), None),
                         }
                     }
@@ -209,12 +300,17 @@ impl Mesh {
 
     /// Embeddings of `texts` from a pool encoder (one batched call) and what they cost.
     async fn embed_texts(&self, encoder: &str, texts: Vec<String>) -> Result<(Vec<Vec<f32>>, f64), MeshError> {
-        let enc = self.models.encoder(encoder).await.map_err(|e| MeshError::BadInput(format!("metric encoder `{encoder}`: {e}")))?;
-        let t = Instant::now();
-        let vectors = tokio::task::spawn_blocking(move || enc.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>()))
+        let enc = self
+            .models
+            .encoder(encoder)
             .await
-            .map_err(|e| MeshError::BadInput(format!("embedding panicked: {e}")))?
-            .map_err(|e| MeshError::BadInput(format!("embedding answers: {e}")))?;
+            .map_err(|e| MeshError::BadInput(format!("metric encoder `{encoder}`: {e}")))?;
+        let t = Instant::now();
+        let vectors =
+            tokio::task::spawn_blocking(move || enc.embed(&texts.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .map_err(|e| MeshError::BadInput(format!("embedding panicked: {e}")))?
+                .map_err(|e| MeshError::BadInput(format!("embedding answers: {e}")))?;
         Ok((vectors, self.prices.all_cores(t.elapsed().as_secs_f64())))
     }
 }
@@ -226,17 +322,37 @@ mod tests {
     #[test]
     fn text_answers_match_the_expected_phrase_as_words() {
         let e = Expected::Text("Rome".into());
-        assert_eq!(score(OutputKind::Text, &Value::String("The capital of Italy is Rome.".into()), &e), 1.0);
+        assert_eq!(
+            score(
+                OutputKind::Text,
+                &Value::String("The capital of Italy is Rome.".into()),
+                &e
+            ),
+            1.0
+        );
         assert_eq!(score(OutputKind::Text, &Value::String("Romeo".into()), &e), 0.0);
         let n = Expected::Text("8".into());
         assert_eq!(score(OutputKind::Text, &Value::String("18".into()), &n), 0.0);
-        assert_eq!(score(OutputKind::Label, &Value::String(" Billing".into()), &Expected::Text("billing".into())), 1.0);
+        assert_eq!(
+            score(
+                OutputKind::Label,
+                &Value::String(" Billing".into()),
+                &Expected::Text("billing".into())
+            ),
+            1.0
+        );
         assert_eq!(output_text(&serde_json::json!({"a": 1})), r#"{"a":1}"#);
     }
 
     #[test]
     fn metric_line_names_how_and_cost() {
-        let m = MetricReport { name: MetricName::Embedding, encoder: Some("minilm-l6".into()), threshold: Some(0.8), judge: None, cost_usd: 0.00012 };
+        let m = MetricReport {
+            name: MetricName::Embedding,
+            encoder: Some("minilm-l6".into()),
+            threshold: Some(0.8),
+            judge: None,
+            cost_usd: 0.00012,
+        };
         assert_eq!(m.line(), "scored by embedding (minilm-l6, cosine ≥ 0.80) · scoring cost $0.000120 (evaluation cost, not in the tiers' cost)");
     }
 }

@@ -17,12 +17,18 @@ pub fn load(path: &Path) -> Result<Vec<Example>, MeshError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| MeshError::BadInput(format!("{}:{}: {e}", path.display(), i + 1))))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| MeshError::BadInput(format!("{}:{}: {e}", path.display(), i + 1)))
+        })
         .collect()
 }
 
 /// The text an encoder sees for an input: the values in variable order, one per line (the
 /// prompt's fixed wording would only dilute the embedding).
 pub fn encoder_text(inputs: &[String], values: &BTreeMap<String, String>) -> String {
-    inputs.iter().filter_map(|k| values.get(k).map(String::as_str)).collect::<Vec<_>>().join("\n")
+    inputs
+        .iter()
+        .filter_map(|k| values.get(k).map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

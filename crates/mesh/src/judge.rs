@@ -5,10 +5,11 @@
 //! the score is P(yes); a remote judge answers one of them under a JSON-Schema enum, so the
 //! score is 1 or 0.
 
+use crate::error::TierError;
 use crate::run::render;
 use crate::task::{OutputKind, OutputSpec, Task};
-use crate::tier::TierSpec;
-use crate::tiers::{self, Rendered};
+use crate::tier_call::{self, Rendered};
+use crate::tier_spec::TierSpec;
 use crate::Mesh;
 use engine::Priority;
 use eval::Expected;
@@ -31,7 +32,14 @@ impl Judge {
         t.spec.inputs.extend(["output".to_string(), "expected".to_string()]);
         t.spec.system = Some(SYSTEM.into());
         t.spec.prompt = rubric.into();
-        t.spec.output = OutputSpec { kind: OutputKind::Label, labels: VERDICTS.map(String::from).to_vec(), schema: None, schema_file: None, max_tokens: 16, validators: Vec::new() };
+        t.spec.output = OutputSpec {
+            kind: OutputKind::Label,
+            labels: VERDICTS.map(String::from).to_vec(),
+            schema: None,
+            schema_file: None,
+            max_tokens: 16,
+            validators: Vec::new(),
+        };
         t.schema = None;
         Judge { task: t, tier }
     }
@@ -42,15 +50,27 @@ impl Judge {
     }
 
     /// P(yes) for `output` as the answer to `inputs`, and what the verdict cost.
-    pub(crate) async fn verdict(&self, mesh: &Mesh, inputs: &BTreeMap<String, String>, output: &str, expected: &Expected) -> Result<(f64, f64), String> {
+    pub(crate) async fn verdict(
+        &self,
+        mesh: &Mesh,
+        inputs: &BTreeMap<String, String>,
+        output: &str,
+        expected: &Expected,
+    ) -> Result<(f64, f64), TierError> {
         let mut vars = inputs.clone();
         vars.insert("output".into(), output.into());
         vars.insert("expected".into(), expected.as_text());
-        let messages = render(&self.task, &vars).map_err(|e| e.to_string())?;
-        let r = Rendered { messages, inputs: &vars, priority: Priority::Batch };
-        let out = tiers::run_timed(mesh, &self.task, &self.tier, &r).await?;
+        let messages = render(&self.task, &vars)?;
+        let r = Rendered {
+            messages,
+            inputs: &vars,
+            priority: Priority::Batch,
+        };
+        let out = tier_call::run_timed(mesh, &self.task, &self.tier, &r).await?;
         let said_yes = out.output.as_str() == Some(VERDICTS[0]);
-        let p_yes = out.signals["probs"][VERDICTS[0]].as_f64().unwrap_or(if said_yes { 1.0 } else { 0.0 });
+        let p_yes = out.signals["probs"][VERDICTS[0]]
+            .as_f64()
+            .unwrap_or(if said_yes { 1.0 } else { 0.0 });
         Ok((p_yes.clamp(0.0, 1.0), out.cost_usd))
     }
 }

@@ -18,29 +18,29 @@ pub mod confidence;
 mod error;
 pub mod evaluate;
 pub mod examples;
-pub mod guarding;
+mod guarding;
 mod judge;
+pub mod learned_router;
 pub mod metric;
 mod models;
 mod registry;
 pub mod remote;
-pub mod router;
 mod run;
 mod task;
-mod tier;
-mod tiers;
+mod tier_call;
+mod tier_spec;
 
 pub use breaker::Breaker;
-pub use error::{MeshError, TaskError};
+pub use error::{MeshError, ModelError, TaskError};
+pub use evaluate::{Evaluation, MetricReport};
+pub use guard::GuardReport;
+pub use learned_router::{RoutePick, RouterSpec};
+pub use metric::{EvalSpec, MetricName, Scoring};
 pub use models::{EncoderLease, EngineLease, Models};
 pub use registry::{Registry, Unavailable};
-pub use router::{RoutePick, RouterSpec};
-pub use guarding::GuardReport;
-pub use metric::{EvalSpec, MetricName, Scoring};
-pub use evaluate::{Evaluation, MetricReport};
 pub use run::{render, Attempt, RunOptions, TaskAnswer};
 pub use task::{EscalationPolicy, OnError, OnExhausted, OutputKind, OutputSpec, Task, TaskSpec, Validator};
-pub use tier::{Prices, TierKind, TierSpec};
+pub use tier_spec::{Prices, TierKind, TierSpec};
 
 use encoder::Head;
 use std::collections::HashMap;
@@ -59,18 +59,28 @@ pub struct Mesh {
     heads: Mutex<HashMap<PathBuf, Arc<OnceCell<Arc<Head>>>>>,
     /// Trained heads are saved under `<cache_root>/heads`.
     cache_root: PathBuf,
-    /// Pre-generation routers, loaded once per task version (see `router.rs`).
-    routers: router::RouterCache,
-    /// Guardrails: the PII detector, a per-process salt for `hash` mode, the injection head
-    /// (trained on first use) and compiled output guards.
-    pub(crate) detector: Arc<guard::Detector>,
-    pub(crate) salt: String,
-    pub(crate) injection: guarding::InjectionCell,
+    /// Pre-generation routers, loaded once per task version (see `learned_router.rs`).
+    routers: learned_router::RouterCache,
+    /// The guard engine (the server's, shared: its detector, `hash` key and injection head)
+    /// and the output guards compiled per task version and policy.
+    pub(crate) guards: Arc<guard::Guards>,
     pub(crate) output_guards: Mutex<HashMap<String, Arc<guard::OutputGuard>>>,
 }
 
 impl Mesh {
-    pub fn new(registry: Registry, models: Arc<dyn Models>, store: Option<store::Store>, cache_root: PathBuf, prices: Prices) -> Self {
+    pub fn new(
+        registry: Registry,
+        models: Arc<dyn Models>,
+        store: Option<store::Store>,
+        cache_root: PathBuf,
+        prices: Prices,
+    ) -> Self {
+        let detector = guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile");
+        let guards = Arc::new(guard::Guards::new(
+            Arc::new(detector),
+            format!("{:032x}", rand::random::<u128>()),
+            &cache_root,
+        ));
         Self {
             registry,
             models,
@@ -81,20 +91,16 @@ impl Mesh {
             heads: Mutex::new(HashMap::new()),
             cache_root,
             routers: Default::default(),
-            detector: Arc::new(guard::Detector::new(guard::PiiConfig::default()).expect("built-in recognisers compile")),
-            salt: format!("{:032x}", rand::random::<u128>()),
-            injection: Default::default(),
+            guards,
             output_guards: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Share the server's guard state: its PII `detector` (with the config's recognisers)
-    /// instead of the built-in one, its `injection` head cell (loaded once per process) and its
-    /// key for `hash` mode (so chat and tasks hash a value alike).
-    pub fn with_guards(mut self, detector: Arc<guard::Detector>, injection: guarding::InjectionCell, salt: String) -> Self {
-        self.detector = detector;
-        self.injection = injection;
-        self.salt = salt;
+    /// Share the server's guard engine instead of the mesh's own (built-in recognisers, a
+    /// per-process `hash` key): its detector with the config's recognisers, its injection
+    /// head (loaded once per process) and its `hash` key, so chat and tasks hash a value alike.
+    pub fn with_guards(mut self, guards: Arc<guard::Guards>) -> Self {
+        self.guards = guards;
         self
     }
 
@@ -102,7 +108,10 @@ impl Mesh {
         match self.registry.get(name, version) {
             Some(t) => Ok(t),
             None => match self.registry.why_unavailable(name, version) {
-                Some(u) => Err(MeshError::Unavailable { task: name.into(), reason: u.reason.clone() }),
+                Some(u) => Err(MeshError::Unavailable {
+                    task: name.into(),
+                    reason: u.reason.clone(),
+                }),
                 None if self.registry.has(name) => Err(MeshError::UnknownVersion(name.into(), version.unwrap_or(0))),
                 None => Err(MeshError::UnknownTask(name.into())),
             },
@@ -119,10 +128,19 @@ impl Mesh {
 
     /// The breaker of a remote tier (one per endpoint + model, shared by every task).
     pub fn breaker(&self, tier: &TierSpec) -> Arc<Breaker> {
-        let key = format!("{}|{}", tier.base_url.as_deref().unwrap_or(""), tier.model.as_deref().unwrap_or(""));
+        let key = format!(
+            "{}|{}",
+            tier.base_url.as_deref().unwrap_or(""),
+            tier.model.as_deref().unwrap_or("")
+        );
         let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key)
-            .or_insert_with(|| Arc::new(Breaker::new(tier.breaker_failures, std::time::Duration::from_millis(tier.breaker_cooldown_ms))))
+            .or_insert_with(|| {
+                Arc::new(Breaker::new(
+                    tier.breaker_failures,
+                    std::time::Duration::from_millis(tier.breaker_cooldown_ms),
+                ))
+            })
             .clone()
     }
 

@@ -11,7 +11,7 @@
 //! ```
 
 use crate::task::{check_vars, OutputKind};
-use crate::tier::{TierKind, TierSpec};
+use crate::tier_spec::{TierKind, TierSpec};
 use eval::metrics::{MatchOptions, Tolerance};
 use eval::Metric;
 use serde::{Deserialize, Serialize};
@@ -124,11 +124,20 @@ pub fn default_metric(kind: OutputKind) -> Metric {
 /// The text metric of `name` with `spec`'s options (`None` for embedding and judge).
 fn text_metric(name: MetricName, spec: &EvalSpec) -> Option<Metric> {
     Some(match name {
-        MetricName::Exact => Metric::Exact { opts: MatchOptions::LENIENT },
+        MetricName::Exact => Metric::Exact {
+            opts: MatchOptions::LENIENT,
+        },
         MetricName::JsonF1 => Metric::JsonF1,
         MetricName::Contains => Metric::Contains,
-        MetricName::Regex => Metric::Regex { pattern: spec.pattern.clone() },
-        MetricName::Numeric => Metric::Numeric { tol: Tolerance { abs: spec.abs_tolerance.unwrap_or(0.0), rel: spec.rel_tolerance.unwrap_or(0.0) } },
+        MetricName::Regex => Metric::Regex {
+            pattern: spec.pattern.clone(),
+        },
+        MetricName::Numeric => Metric::Numeric {
+            tol: Tolerance {
+                abs: spec.abs_tolerance.unwrap_or(0.0),
+                rel: spec.rel_tolerance.unwrap_or(0.0),
+            },
+        },
         MetricName::Embedding | MetricName::Judge => return None,
     })
 }
@@ -155,12 +164,22 @@ impl EvalSpec {
             ("rubric", self.rubric.is_some(), Judge),
         ];
         if let Some((field, _, owner)) = owners.iter().find(|(_, set, owner)| *set && *owner != name) {
-            return Err(bad(field, format!("only applies to metric = \"{}\" (the metric is \"{}\")", owner.as_str(), name.as_str())));
+            return Err(bad(
+                field,
+                format!(
+                    "only applies to metric = \"{}\" (the metric is \"{}\")",
+                    owner.as_str(),
+                    name.as_str()
+                ),
+            ));
         }
         if let Some(p) = &self.pattern {
             eval::metrics::compile_regex(p).map_err(|e| bad("pattern", e.to_string()))?;
         }
-        for (field, tol) in [("abs_tolerance", self.abs_tolerance), ("rel_tolerance", self.rel_tolerance)] {
+        for (field, tol) in [
+            ("abs_tolerance", self.abs_tolerance),
+            ("rel_tolerance", self.rel_tolerance),
+        ] {
             if tol.is_some_and(|t| !(t.is_finite() && t >= 0.0)) {
                 return Err(bad(field, "must be a number of 0 or more"));
             }
@@ -184,11 +203,15 @@ impl EvalSpec {
                 let tier = self.judge_tier()?;
                 let rubric = self.rubric.clone().ok_or_else(|| bad("rubric", "metric = \"judge\" needs `rubric`: the question put to the judge, a template over the inputs, `output` and `expected`"))?;
                 if let Some(clash) = inputs.iter().find(|i| *i == "output" || *i == "expected") {
-                    return Err(bad("rubric", format!("the task has an input named `{clash}`, which the rubric's own `{clash}` would hide")));
+                    return Err(bad(
+                        "rubric",
+                        format!("the task has an input named `{clash}`, which the rubric's own `{clash}` would hide"),
+                    ));
                 }
                 let mut allowed = inputs.to_vec();
                 allowed.extend(["output".to_string(), "expected".to_string()]);
-                check_vars("rubric", &rubric, &allowed, "an input, `output` or `expected`").map_err(|m| bad("rubric", m))?;
+                check_vars("rubric", &rubric, &allowed, "an input, `output` or `expected`")
+                    .map_err(|m| bad("rubric", m))?;
                 Ok(Scoring::Judge { tier, rubric })
             }
         }
@@ -199,18 +222,24 @@ impl EvalSpec {
         let need = "metric = \"judge\" needs `judge`: a pool model id such as \"qwen2.5-1.5b\", or an [eval.judge] table shaped like a local or remote ladder tier";
         let table = match &self.judge {
             None => return Err(bad("judge", need)),
-            Some(toml::Value::String(m)) if !m.trim().is_empty() => toml::Table::from_iter([("kind".to_string(), "local".into()), ("model".to_string(), m.clone().into())]),
+            Some(toml::Value::String(m)) if !m.trim().is_empty() => toml::Table::from_iter([
+                ("kind".to_string(), "local".into()),
+                ("model".to_string(), m.clone().into()),
+            ]),
             Some(toml::Value::Table(t)) => t.clone(),
             Some(_) => return Err(bad("judge", need)),
         };
         let tier: TierSpec = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            let field = crate::task::named_field(e.message()).map(|f| format!("judge.{f}")).unwrap_or_else(|| "judge".into());
+            let field = crate::task::named_field(e.message())
+                .map(|f| format!("judge.{f}"))
+                .unwrap_or_else(|| "judge".into());
             (field, e.message().trim().to_owned())
         })?;
         if tier.kind == TierKind::Classifier {
             return Err(bad("judge.kind", "a judge is a `local` or `remote` tier"));
         }
-        tier.check(OutputKind::Label, true).map_err(|(f, m)| (format!("judge.{f}"), m))?;
+        tier.check(OutputKind::Label, true)
+            .map_err(|(f, m)| (format!("judge.{f}"), m))?;
         Ok(tier)
     }
 }

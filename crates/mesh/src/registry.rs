@@ -34,8 +34,17 @@ impl Registry {
     /// returned together. A file that is valid but whose data file is missing is not an error:
     /// it is recorded in [`Registry::unavailable`].
     pub fn load_dir(dir: &Path) -> Result<Registry, Vec<TaskError>> {
-        let rd = std::fs::read_dir(dir).map_err(|e| vec![TaskError::Io { file: dir.to_owned(), source: e }])?;
-        let mut files: Vec<_> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        let rd = std::fs::read_dir(dir).map_err(|e| {
+            vec![TaskError::Io {
+                file: dir.to_owned(),
+                source: e,
+            }]
+        })?;
+        let mut files: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
         files.sort();
         let mut reg = Registry::default();
         let mut errors = Vec::new();
@@ -43,8 +52,15 @@ impl Registry {
             match Task::load(&f).and_then(|t| reg.insert(t)) {
                 Ok(()) => {}
                 Err(e @ TaskError::MissingData { .. }) => {
-                    let TaskError::MissingData { name, version, .. } = &e else { unreachable!() };
-                    reg.unavailable.push(Unavailable { name: name.clone(), version: *version, file: f.clone(), reason: e.to_string() });
+                    let TaskError::MissingData { name, version, .. } = &e else {
+                        unreachable!()
+                    };
+                    reg.unavailable.push(Unavailable {
+                        name: name.clone(),
+                        version: *version,
+                        file: f.clone(),
+                        reason: e.to_string(),
+                    });
                 }
                 Err(e) => errors.push(e),
             }
@@ -59,7 +75,12 @@ impl Registry {
     pub fn insert(&mut self, task: Task) -> Result<(), TaskError> {
         let versions = self.tasks.entry(task.spec.name.clone()).or_default();
         if let Some(prev) = versions.get(&task.spec.version) {
-            return Err(TaskError::Duplicate { name: task.spec.name.clone(), version: task.spec.version, first: prev.file.clone(), second: task.file.clone() });
+            return Err(TaskError::Duplicate {
+                name: task.spec.name.clone(),
+                version: task.spec.version,
+                first: prev.file.clone(),
+                second: task.file.clone(),
+            });
         }
         versions.insert(task.spec.version, Arc::new(task));
         Ok(())
@@ -84,7 +105,10 @@ impl Registry {
     }
 
     pub fn versions(&self, name: &str) -> Vec<i64> {
-        self.tasks.get(name).map(|v| v.keys().copied().collect()).unwrap_or_default()
+        self.tasks
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,6 +123,9 @@ impl Registry {
     /// Why `name` (that version, or its newest unavailable one) cannot run, when it is
     /// unavailable.
     pub fn why_unavailable(&self, name: &str, version: Option<i64>) -> Option<&Unavailable> {
-        self.unavailable.iter().filter(|u| u.name == name && version.is_none_or(|v| v == u.version)).max_by_key(|u| u.version)
+        self.unavailable
+            .iter()
+            .filter(|u| u.name == name && version.is_none_or(|v| v == u.version))
+            .max_by_key(|u| u.version)
     }
 }

@@ -1,7 +1,7 @@
 //! Calling an OpenAI-compatible endpoint as a tier: one chat completion with logprobs, retried
 //! with exponential backoff on transient failures, each attempt under the tier's timeout.
 
-use crate::tier::TierSpec;
+use crate::tier_spec::TierSpec;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -25,7 +25,11 @@ pub enum RemoteError {
     #[error("unreachable: {0}")]
     Unreachable(String),
     #[error("HTTP {status}: {message}")]
-    Status { status: u16, message: String, retry_after: Option<Duration> },
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("unexpected response: {0}")]
     Malformed(String),
 }
@@ -41,12 +45,21 @@ impl RemoteError {
 }
 
 /// One call with retries. `body_extra` adds fields (e.g. `response_format`).
-pub async fn chat(http: &reqwest::Client, tier: &TierSpec, messages: Value, max_tokens: usize, body_extra: Value) -> Result<RemoteAnswer, RemoteError> {
+pub async fn chat(
+    http: &reqwest::Client,
+    tier: &TierSpec,
+    messages: Value,
+    max_tokens: usize,
+    body_extra: Value,
+) -> Result<RemoteAnswer, RemoteError> {
     let key = match &tier.api_key_env {
         Some(var) => Some(std::env::var(var).map_err(|_| RemoteError::MissingKey(var.clone()))?),
         None => None,
     };
-    let url = format!("{}/chat/completions", tier.base_url.as_deref().unwrap_or("").trim_end_matches('/'));
+    let url = format!(
+        "{}/chat/completions",
+        tier.base_url.as_deref().unwrap_or("").trim_end_matches('/')
+    );
     let mut body = json!({
         "model": tier.model,
         "messages": messages,
@@ -67,16 +80,31 @@ pub async fn chat(http: &reqwest::Client, tier: &TierSpec, messages: Value, max_
             if let Some(k) = &key {
                 req = req.bearer_auth(k);
             }
-            let resp = req.send().await.map_err(|e| RemoteError::Unreachable(without_url(&e)))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| RemoteError::Unreachable(without_url(&e)))?;
             let status = resp.status().as_u16();
-            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
-            let text = resp.text().await.map_err(|e| RemoteError::Unreachable(without_url(&e)))?;
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| RemoteError::Unreachable(without_url(&e)))?;
             if status != 200 {
                 let message = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                     .unwrap_or_else(|| text.chars().take(200).collect());
-                return Err(RemoteError::Status { status, message, retry_after });
+                return Err(RemoteError::Status {
+                    status,
+                    message,
+                    retry_after,
+                });
             }
             parse(&text)
         };
@@ -93,7 +121,9 @@ pub async fn chat(http: &reqwest::Client, tier: &TierSpec, messages: Value, max_
                 let base = tier.backoff_ms.saturating_mul(1 << (attempt - 1).min(10));
                 let jitter = rand::random::<u64>() % (base / 2 + 1);
                 let wait = match &e {
-                    RemoteError::Status { retry_after: Some(ra), .. } => (*ra).min(Duration::from_secs(10)),
+                    RemoteError::Status {
+                        retry_after: Some(ra), ..
+                    } => (*ra).min(Duration::from_secs(10)),
                     _ => Duration::from_millis(base + jitter),
                 };
                 tracing::debug!(tier = %tier.id(), attempt, error = %e, ?wait, "retrying remote tier");
@@ -116,10 +146,16 @@ fn without_url(e: &reqwest::Error) -> String {
 fn parse(text: &str) -> Result<RemoteAnswer, RemoteError> {
     let v: Value = serde_json::from_str(text).map_err(|e| RemoteError::Malformed(format!("not JSON: {e}")))?;
     let choice = &v["choices"][0];
-    let content = choice["message"]["content"].as_str().ok_or_else(|| RemoteError::Malformed("no choices[0].message.content".into()))?;
+    let content = choice["message"]["content"]
+        .as_str()
+        .ok_or_else(|| RemoteError::Malformed("no choices[0].message.content".into()))?;
     let tokens = choice["logprobs"]["content"]
         .as_array()
-        .map(|a| a.iter().filter_map(|t| Some((t["token"].as_str()?.to_owned(), t["logprob"].as_f64()? as f32))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| Some((t["token"].as_str()?.to_owned(), t["logprob"].as_f64()? as f32)))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(RemoteAnswer {
         text: content.to_owned(),
@@ -147,9 +183,24 @@ mod tests {
     #[test]
     fn only_transient_errors_are_retried() {
         assert!(RemoteError::Timeout(5).transient());
-        assert!(RemoteError::Status { status: 503, message: String::new(), retry_after: None }.transient());
-        assert!(RemoteError::Status { status: 429, message: String::new(), retry_after: None }.transient());
-        assert!(!RemoteError::Status { status: 400, message: String::new(), retry_after: None }.transient());
+        assert!(RemoteError::Status {
+            status: 503,
+            message: String::new(),
+            retry_after: None
+        }
+        .transient());
+        assert!(RemoteError::Status {
+            status: 429,
+            message: String::new(),
+            retry_after: None
+        }
+        .transient());
+        assert!(!RemoteError::Status {
+            status: 400,
+            message: String::new(),
+            retry_after: None
+        }
+        .transient());
         assert!(!RemoteError::MissingKey("K".into()).transient());
     }
 }

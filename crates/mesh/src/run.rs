@@ -1,14 +1,15 @@
 //! The cascade: try tiers from cheapest to dearest, accept the first answer whose confidence
 //! reaches the tier's threshold, and record the run.
 
-use crate::error::MeshError;
-use crate::guarding::{self, GuardReport};
-use guard::{Guardrails, OnViolation};
+use crate::error::{Failure, MeshError, TierError};
+use crate::guarding;
 use crate::task::{OnError, OnExhausted, Task};
-use crate::tier::{TierKind, TierSpec};
-use crate::tiers::{self, Failure, Rendered, TierError, TierOutput};
+use crate::tier_call::{self, Rendered, TierOutput};
+use crate::tier_spec::{TierKind, TierSpec};
 use crate::Mesh;
 use engine::{ChatMessage, Priority};
+use guard::GuardReport;
+use guard::{Guardrails, OnViolation};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -82,12 +83,20 @@ pub struct TaskAnswer {
 
 impl Mesh {
     /// Run a task on its inputs through its ladder.
-    pub async fn run(&self, name: &str, inputs: &BTreeMap<String, String>, opts: RunOptions) -> Result<TaskAnswer, MeshError> {
+    pub async fn run(
+        &self,
+        name: &str,
+        inputs: &BTreeMap<String, String>,
+        opts: RunOptions,
+    ) -> Result<TaskAnswer, MeshError> {
         let task = self.task(name, opts.version)?;
         render(&task, inputs)?; // names missing/unknown inputs before any guard runs
         let started = Instant::now();
         let run_id = format!("run_{:016x}", rand::random::<u64>());
-        let rails = task.spec.guardrails.or(opts.guard.as_ref().unwrap_or(&Guardrails::default()));
+        let rails = task
+            .spec
+            .guardrails
+            .or(opts.guard.as_ref().unwrap_or(&Guardrails::default()));
         let guarded = match self.guard_inputs(&rails, inputs).await {
             Ok(g) => g,
             Err(e) => {
@@ -96,7 +105,8 @@ impl Mesh {
                     _ => BTreeMap::new(),
                 };
                 if !opts.no_record {
-                    self.record(&task, &run_id, &[], None, started, Some(e.to_string()), &events).await;
+                    self.record(&task, &run_id, &[], None, started, Some(e.to_string()), &events)
+                        .await;
                 }
                 return Err(e);
             }
@@ -114,10 +124,24 @@ impl Mesh {
         let n = task.spec.ladder.len();
         let (first, last) = match opts.only_tier {
             Some(i) if i < n => (i, i),
-            Some(i) => return Err(MeshError::BadInput(format!("task `{name}` has {n} tiers; tier {i} does not exist"))),
-            None => (opts.start_tier.or(routed.as_ref().map(|r| r.start)).unwrap_or(0).min(n - 1), n - 1),
+            Some(i) => {
+                return Err(MeshError::BadInput(format!(
+                    "task `{name}` has {n} tiers; tier {i} does not exist"
+                )))
+            }
+            None => (
+                opts.start_tier
+                    .or(routed.as_ref().map(|r| r.start))
+                    .unwrap_or(0)
+                    .min(n - 1),
+                n - 1,
+            ),
         };
-        let r = Rendered { messages, inputs, priority: opts.priority };
+        let r = Rendered {
+            messages,
+            inputs,
+            priority: opts.priority,
+        };
         let policy = &task.spec.escalation;
         let mut attempts: Vec<Attempt> = Vec::new();
         // The kind of each failed attempt (none for an answer), beside `attempts`.
@@ -125,9 +149,9 @@ impl Mesh {
         let mut chosen: Option<usize> = None;
         for tier in task.tiers().skip(first).take(last + 1 - first) {
             let t = Instant::now();
-            let res = tiers::run_timed(self, &task, tier, &r).await;
+            let res = tier_call::run_timed(self, &task, tier, &r).await;
             let latency_ms = t.elapsed().as_secs_f64() * 1e3;
-            failures.push(res.as_ref().err().map(|e| e.failure));
+            failures.push(res.as_ref().err().map(TierError::failure));
             let mut a = attempt(tier, res, latency_ms, policy.min_logprob);
             let violations = match (&out_guard, &a.output) {
                 (Some(og), Some(out)) => guarding::output_violations(og, out),
@@ -135,14 +159,32 @@ impl Mesh {
             };
             if !violations.is_empty() {
                 let rules: Vec<String> = violations.iter().map(rule_name).collect();
-                report.output_violations.extend(rules.iter().map(|r| format!("{}: {r}", a.tier)));
+                report
+                    .output_violations
+                    .extend(rules.iter().map(|r| format!("{}: {r}", a.tier)));
                 a.accepted = false;
                 a.output = None; // never returned, never chosen as "best"
-                a.error = Some(format!("output guardrails: {}", violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")));
+                a.error = Some(format!(
+                    "output guardrails: {}",
+                    violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+                ));
                 if rails.on_violation() == OnViolation::Fail {
                     attempts.push(a);
-                    let err = MeshError::OutputRejected { task: name.into(), tier: tier.id(), rules: rules.join(", ") };
-                    self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
+                    let err = MeshError::OutputRejected {
+                        task: name.into(),
+                        tier: tier.id(),
+                        rules: rules.join(", "),
+                    };
+                    self.record(
+                        &task,
+                        &run_id,
+                        &attempts,
+                        None,
+                        started,
+                        Some(err.to_string()),
+                        &report.events(),
+                    )
+                    .await;
                     return Err(err);
                 }
             }
@@ -151,8 +193,21 @@ impl Mesh {
             let accepted = a.accepted;
             attempts.push(a);
             if let (Some(message), OnError::Fail) = (failed, policy.on_error) {
-                let err = classify(name, &failures, &attempts).unwrap_or(MeshError::TierFailed { task: name.into(), tier: tier.id(), message });
-                self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
+                let err = classify(name, &failures, &attempts).unwrap_or(MeshError::TierFailed {
+                    task: name.into(),
+                    tier: tier.id(),
+                    message,
+                });
+                self.record(
+                    &task,
+                    &run_id,
+                    &attempts,
+                    None,
+                    started,
+                    Some(err.to_string()),
+                    &report.events(),
+                )
+                .await;
                 return Err(err);
             }
             if accepted {
@@ -170,13 +225,25 @@ impl Mesh {
                 .map(|(i, _)| i);
         }
         let Some(i) = chosen else {
-            let err = classify(name, &failures, &attempts).unwrap_or_else(|| MeshError::Exhausted { task: name.into(), attempts: attempts.clone() });
-            self.record(&task, &run_id, &attempts, None, started, Some(err.to_string()), &report.events()).await;
+            let err = classify(name, &failures, &attempts).unwrap_or_else(|| MeshError::Exhausted {
+                task: name.into(),
+                attempts: attempts.clone(),
+            });
+            self.record(
+                &task,
+                &run_id,
+                &attempts,
+                None,
+                started,
+                Some(err.to_string()),
+                &report.events(),
+            )
+            .await;
             return Err(err);
         };
         let seen = attempts[i].output.clone().unwrap_or(Value::Null);
         let output = match &guarded.vault {
-            Some(v) => guarding::restore(&seen, v),
+            Some(v) => guard::restore_json(&seen, v),
             None => seen.clone(),
         };
         let answer = TaskAnswer {
@@ -197,13 +264,31 @@ impl Mesh {
             guard: report,
         };
         if !opts.no_record {
-            self.record(&task, &run_id, &answer.tiers, Some(&answer), started, None, &answer.guard.events()).await;
+            self.record(
+                &task,
+                &run_id,
+                &answer.tiers,
+                Some(&answer),
+                started,
+                None,
+                &answer.guard.events(),
+            )
+            .await;
         }
         Ok(answer)
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn record(&self, task: &Task, run_id: &str, attempts: &[Attempt], answer: Option<&TaskAnswer>, started: Instant, error: Option<String>, guard: &BTreeMap<String, u64>) {
+    async fn record(
+        &self,
+        task: &Task,
+        run_id: &str,
+        attempts: &[Attempt],
+        answer: Option<&TaskAnswer>,
+        started: Instant,
+        error: Option<String>,
+        guard: &BTreeMap<String, u64>,
+    ) {
         let Some(store) = &self.store else { return };
         let rec = store::RunRecord {
             id: run_id.to_owned(),
@@ -217,7 +302,12 @@ impl Mesh {
             outcome: match answer {
                 Some(a) if a.accepted => "ok",
                 Some(_) => "below_threshold",
-                None if guard.keys().any(|k| k.starts_with("blocked.") || k == "injection.blocked") => "blocked",
+                None if guard
+                    .keys()
+                    .any(|k| k.starts_with("blocked.") || k == "injection.blocked") =>
+                {
+                    "blocked"
+                }
                 None => "error",
             }
             .into(),
@@ -237,17 +327,32 @@ impl Mesh {
 /// caller must hear: each prompt was too long for its model (a 400: retrying cannot help),
 /// or some queue was full and the rest were too long (a 429: retry later). `None` otherwise.
 fn classify(task: &str, failures: &[Option<Failure>], attempts: &[Attempt]) -> Option<MeshError> {
-    if failures.is_empty() || failures.iter().any(|f| !matches!(f, Some(Failure::TooLong | Failure::Overloaded))) {
+    if failures.is_empty()
+        || failures
+            .iter()
+            .any(|f| !matches!(f, Some(Failure::TooLong | Failure::Overloaded)))
+    {
         return None;
     }
-    let message = attempts.iter().filter_map(|a| a.error.as_ref().map(|e| format!("{}: {e}", a.tier))).collect::<Vec<_>>().join("; ");
+    let message = attempts
+        .iter()
+        .filter_map(|a| a.error.as_ref().map(|e| format!("{}: {e}", a.tier)))
+        .collect::<Vec<_>>()
+        .join("; ");
     let task = task.to_owned();
-    Some(if failures.iter().all(|f| *f == Some(Failure::TooLong)) { MeshError::InputTooLong { task, message } } else { MeshError::Overloaded { task, message } })
+    Some(if failures.iter().all(|f| *f == Some(Failure::TooLong)) {
+        MeshError::InputTooLong { task, message }
+    } else {
+        MeshError::Overloaded { task, message }
+    })
 }
 
 /// A violation's rule name (`too_long`, `pii`, ...), as serialised.
 fn rule_name(v: &guard::Violation) -> String {
-    serde_json::to_value(v).ok().and_then(|j| j.get("rule").and_then(|r| r.as_str()).map(str::to_owned)).unwrap_or_else(|| "unknown".into())
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.get("rule").and_then(|r| r.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn attempt(tier: &TierSpec, res: Result<TierOutput, TierError>, latency_ms: f64, min_logprob: Option<f32>) -> Attempt {
@@ -267,7 +372,7 @@ fn attempt(tier: &TierSpec, res: Result<TierOutput, TierError>, latency_ms: f64,
         tokens_out: 0,
     };
     match res {
-        Err(e) => a.error = Some(e.message),
+        Err(e) => a.error = Some(e.to_string()),
         Ok(o) => {
             let conf_ok = match o.confidence {
                 Some(c) => c >= tier.threshold,
@@ -292,14 +397,25 @@ fn attempt(tier: &TierSpec, res: Result<TierOutput, TierError>, latency_ms: f64,
 pub fn render(task: &Task, inputs: &BTreeMap<String, String>) -> Result<Vec<ChatMessage>, MeshError> {
     let spec = &task.spec;
     if let Some(missing) = spec.inputs.iter().find(|k| !inputs.contains_key(*k)) {
-        return Err(MeshError::BadInput(format!("missing input `{missing}` (task `{}` takes: {})", spec.name, spec.inputs.join(", "))));
+        return Err(MeshError::BadInput(format!(
+            "missing input `{missing}` (task `{}` takes: {})",
+            spec.name,
+            spec.inputs.join(", ")
+        )));
     }
     if let Some(extra) = inputs.keys().find(|k| !spec.inputs.contains(k)) {
-        return Err(MeshError::BadInput(format!("unknown input `{extra}` (task `{}` takes: {})", spec.name, spec.inputs.join(", "))));
+        return Err(MeshError::BadInput(format!(
+            "unknown input `{extra}` (task `{}` takes: {})",
+            spec.name,
+            spec.inputs.join(", ")
+        )));
     }
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let render = |t: &str| env.render_str(t, inputs).map_err(|e| MeshError::BadInput(format!("rendering the prompt: {e}")));
+    let render = |t: &str| {
+        env.render_str(t, inputs)
+            .map_err(|e| MeshError::BadInput(format!("rendering the prompt: {e}")))
+    };
     let mut messages = Vec::new();
     if let Some(sys) = &spec.system {
         messages.push(ChatMessage::new("system", render(sys)?));

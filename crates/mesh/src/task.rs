@@ -3,7 +3,7 @@
 
 use crate::error::TaskError;
 use crate::metric::{EvalSpec, Scoring};
-use crate::tier::{TierKind, TierSpec};
+use crate::tier_spec::{TierKind, TierSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -46,9 +46,9 @@ pub struct TaskSpec {
     #[serde(default)]
     pub guardrails: guard::Guardrails,
     /// Pre-generation router (`[router]`): start each run at the tier a classifier on the
-    /// input's embedding predicts (trained by `rightsize eval`; see `router.rs`).
+    /// input's embedding predicts (trained by `rightsize eval`; see `learned_router.rs`).
     #[serde(default)]
-    pub router: Option<crate::router::RouterSpec>,
+    pub router: Option<crate::learned_router::RouterSpec>,
     /// How `rightsize eval` scores answers (`[eval]`; default: per output kind, see `metric.rs`).
     #[serde(default)]
     pub eval: Option<EvalSpec>,
@@ -143,7 +143,13 @@ fn default_sample_temperature() -> f32 {
 
 impl Default for EscalationPolicy {
     fn default() -> Self {
-        Self { on_error: OnError::Next, on_exhausted: OnExhausted::Best, samples: 1, sample_temperature: 0.7, min_logprob: None }
+        Self {
+            on_error: OnError::Next,
+            on_exhausted: OnExhausted::Best,
+            samples: 1,
+            sample_temperature: 0.7,
+            min_logprob: None,
+        }
     }
 }
 
@@ -163,7 +169,10 @@ impl Task {
 
     /// Parse and check one task file.
     pub fn load(file: &Path) -> Result<Task, TaskError> {
-        let src = std::fs::read_to_string(file).map_err(|e| TaskError::Io { file: file.to_owned(), source: e })?;
+        let src = std::fs::read_to_string(file).map_err(|e| TaskError::Io {
+            file: file.to_owned(),
+            source: e,
+        })?;
         Task::parse(&src, file)
     }
 
@@ -171,9 +180,14 @@ impl Task {
     pub fn parse(src: &str, file: &Path) -> Result<Task, TaskError> {
         let spec: TaskSpec = toml::from_str(src).map_err(|e| {
             let line = e.span().map(|s| line_of(src, s.start));
-            let field = named_field(e.message()).or_else(|| line.and_then(|l| key_on_line(src, l))).unwrap_or_default();
+            let field = named_field(e.message())
+                .or_else(|| line.and_then(|l| key_on_line(src, l)))
+                .unwrap_or_default();
             // Fields of `[eval]` are named with their table (`eval.metric`).
-            let table = e.span().and_then(|s| table_at(src, s.start)).filter(|t| *t == "eval" || t.starts_with("eval."));
+            let table = e
+                .span()
+                .and_then(|s| table_at(src, s.start))
+                .filter(|t| *t == "eval" || t.starts_with("eval."));
             let field = match table {
                 Some(t) if !field.starts_with(t) => format!("{t}.{field}"),
                 _ => field,
@@ -181,9 +195,22 @@ impl Task {
             TaskError::invalid(file, line, &field, e.message().trim())
         })?;
         let at = |field: &str| find_key(src, field, 0..src.len());
-        let bad = |field: &str, msg: String| TaskError::invalid(file, at(field.rsplit('.').next().unwrap_or(field)), field, &msg);
-        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(bad("name", format!("`{}` must be non-empty and use only letters, digits, `-` and `_`", spec.name)));
+        let bad = |field: &str, msg: String| {
+            TaskError::invalid(file, at(field.rsplit('.').next().unwrap_or(field)), field, &msg)
+        };
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "name",
+                format!(
+                    "`{}` must be non-empty and use only letters, digits, `-` and `_`",
+                    spec.name
+                ),
+            ));
         }
         if spec.version < 1 {
             return Err(bad("version", "must be 1 or more".into()));
@@ -193,7 +220,12 @@ impl Task {
         let schema = check_output(&spec.output, dir).map_err(|(f, m)| bad(&format!("output.{f}"), m))?;
         check_escalation(&spec.escalation).map_err(|(f, m)| bad(&format!("escalation.{f}"), m))?;
         if spec.ladder.is_empty() {
-            return Err(TaskError::invalid(file, None, "ladder", "needs at least one tier ([[ladder]])"));
+            return Err(TaskError::invalid(
+                file,
+                None,
+                "ladder",
+                "needs at least one tier ([[ladder]])",
+            ));
         }
         for (i, t) in spec.ladder.iter().enumerate() {
             if let Err((field, msg)) = t.get_ref().check(spec.output.kind, i + 1 == spec.ladder.len()) {
@@ -203,14 +235,24 @@ impl Task {
             }
         }
         let rails_at = src.find("[guardrails]").unwrap_or(0);
-        spec.guardrails.check().map_err(|(f, m)| TaskError::invalid(file, find_key(src, f, rails_at..src.len()), &format!("guardrails.{f}"), &m))?;
+        spec.guardrails.check().map_err(|(f, m)| {
+            TaskError::invalid(
+                file,
+                find_key(src, f, rails_at..src.len()),
+                &format!("guardrails.{f}"),
+                &m,
+            )
+        })?;
         if let Some(r) = &spec.router {
-            r.check(spec.ladder.len()).map_err(|(f, m)| bad(&format!("router.{f}"), m))?;
+            r.check(spec.ladder.len())
+                .map_err(|(f, m)| bad(&format!("router.{f}"), m))?;
         }
         if let Some(ev) = &spec.eval {
             ev.scoring(spec.output.kind, &spec.inputs).map_err(|(f, m)| {
                 let table = if f.starts_with("judge.") { "eval.judge" } else { "eval" };
-                let (range, header) = table_range(src, table).or_else(|| table_range(src, "eval")).unwrap_or((0..src.len(), None));
+                let (range, header) = table_range(src, table)
+                    .or_else(|| table_range(src, "eval"))
+                    .unwrap_or((0..src.len(), None));
                 let line = find_key(src, &f, range).or(header).or_else(|| at(&f));
                 TaskError::invalid(file, line, &format!("eval.{f}"), &m)
             })?;
@@ -218,25 +260,47 @@ impl Task {
         if spec.quality_bar.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
             return Err(bad("quality_bar", "must be between 0 and 1".into()));
         }
-        if spec.output.kind != OutputKind::Label && spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) {
-            return Err(TaskError::invalid(file, None, "ladder", "a classifier tier can only answer a `label` task"));
+        if spec.output.kind != OutputKind::Label && spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier)
+        {
+            return Err(TaskError::invalid(
+                file,
+                None,
+                "ladder",
+                "a classifier tier can only answer a `label` task",
+            ));
         }
         if spec.ladder.iter().any(|t| t.get_ref().kind == TierKind::Classifier) && spec.examples.is_none() {
-            return Err(bad("examples", "a classifier tier trains on the task's `examples` file; set `examples`".into()));
+            return Err(bad(
+                "examples",
+                "a classifier tier trains on the task's `examples` file; set `examples`".into(),
+            ));
         }
         // Last: only an otherwise valid task is "unavailable" for want of its data files.
         for (field, data) in [("examples", &spec.examples), ("dataset", &spec.dataset)] {
             if let Some(p) = data.as_ref().map(|p| dir.join(p)).filter(|p| !p.is_file()) {
-                return Err(TaskError::MissingData { file: file.to_owned(), line: at(field), field: field.into(), missing: p, name: spec.name.clone(), version: spec.version });
+                return Err(TaskError::MissingData {
+                    file: file.to_owned(),
+                    line: at(field),
+                    field: field.into(),
+                    missing: p,
+                    name: spec.name.clone(),
+                    version: spec.version,
+                });
             }
         }
-        Ok(Task { spec, file: file.to_owned(), schema })
+        Ok(Task {
+            spec,
+            file: file.to_owned(),
+            schema,
+        })
     }
 
     /// How answers are scored by `rightsize eval` (checked at load).
     pub fn scoring(&self) -> Result<Scoring, crate::MeshError> {
         match &self.spec.eval {
-            Some(ev) => ev.scoring(self.spec.output.kind, &self.spec.inputs).map_err(|(f, m)| crate::MeshError::BadInput(format!("eval.{f}: {m}"))),
+            Some(ev) => ev
+                .scoring(self.spec.output.kind, &self.spec.inputs)
+                .map_err(|(f, m)| crate::MeshError::BadInput(format!("eval.{f}: {m}"))),
             None => Ok(Scoring::default_for(self.spec.output.kind)),
         }
     }
@@ -272,7 +336,9 @@ fn check_template(spec: &TaskSpec) -> Result<(), String> {
 /// `allowed_desc` says what is allowed, in the message).
 pub(crate) fn check_vars(what: &str, text: &str, allowed: &[String], allowed_desc: &str) -> Result<(), String> {
     let env = minijinja::Environment::new();
-    let tpl = env.template_from_str(text).map_err(|e| format!("{what} template: {e}"))?;
+    let tpl = env
+        .template_from_str(text)
+        .map_err(|e| format!("{what} template: {e}"))?;
     let mut used: Vec<String> = tpl.undeclared_variables(false).into_iter().collect();
     used.sort();
     match used.iter().find(|v| !allowed.contains(v)) {
@@ -283,7 +349,9 @@ pub(crate) fn check_vars(what: &str, text: &str, allowed: &[String], allowed_des
 
 /// The field a serde message names (`missing field `x``, `unknown field `x``).
 pub(crate) fn named_field(message: &str) -> Option<String> {
-    ["missing field `", "unknown field `"].iter().find_map(|p| message.split(p).nth(1)?.split('`').next().map(str::to_owned))
+    ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| message.split(p).nth(1)?.split('`').next().map(str::to_owned))
 }
 
 fn check_output(o: &OutputSpec, dir: &Path) -> Result<Option<serde_json::Value>, (String, String)> {
@@ -296,7 +364,11 @@ fn check_output(o: &OutputSpec, dir: &Path) -> Result<Option<serde_json::Value>,
                 return Err(("labels".into(), "a label task needs at least two labels".into()));
             }
             let mut seen = std::collections::HashSet::new();
-            if let Some(l) = o.labels.iter().find(|l| l.trim().is_empty() || !seen.insert(l.as_str())) {
+            if let Some(l) = o
+                .labels
+                .iter()
+                .find(|l| l.trim().is_empty() || !seen.insert(l.as_str()))
+            {
                 return Err(("labels".into(), format!("label `{l}` is empty or repeated")));
             }
             Ok(None)
@@ -306,14 +378,23 @@ fn check_output(o: &OutputSpec, dir: &Path) -> Result<Option<serde_json::Value>,
                 (Some(s), None) => s.clone(),
                 (None, Some(f)) => {
                     let p = dir.join(f);
-                    let text = std::fs::read_to_string(&p).map_err(|e| ("schema_file".to_string(), format!("{}: {e}", p.display())))?;
-                    serde_json::from_str(&text).map_err(|e| ("schema_file".to_string(), format!("{}: not JSON: {e}", p.display())))?
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| ("schema_file".to_string(), format!("{}: {e}", p.display())))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| ("schema_file".to_string(), format!("{}: not JSON: {e}", p.display())))?
                 }
-                _ => return Err(("schema".into(), "a json task needs exactly one of `schema` or `schema_file`".into())),
+                _ => {
+                    return Err((
+                        "schema".into(),
+                        "a json task needs exactly one of `schema` or `schema_file`".into(),
+                    ))
+                }
             };
-            jsonschema::validator_for(&schema).map_err(|e| ("schema".to_string(), format!("not a valid JSON Schema: {e}")))?;
+            jsonschema::validator_for(&schema)
+                .map_err(|e| ("schema".to_string(), format!("not a valid JSON Schema: {e}")))?;
             for v in &o.validators {
-                regex::Regex::new(&v.pattern).map_err(|e| ("validators".to_string(), format!("pattern for `{}`: {e}", v.field)))?;
+                regex::Regex::new(&v.pattern)
+                    .map_err(|e| ("validators".to_string(), format!("pattern for `{}`: {e}", v.field)))?;
             }
             Ok(Some(schema))
         }
@@ -338,7 +419,11 @@ pub(crate) fn line_of(src: &str, offset: usize) -> usize {
 
 fn key_on_line(src: &str, line: usize) -> Option<String> {
     let text = src.lines().nth(line - 1)?;
-    let key = text.split('=').next()?.trim().trim_matches(|c| c == '[' || c == ']' || c == '"');
+    let key = text
+        .split('=')
+        .next()?
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']' || c == '"');
     (!key.is_empty() && !key.contains(' ')).then(|| key.to_owned())
 }
 
@@ -351,7 +436,8 @@ fn table_at(src: &str, offset: usize) -> Option<&str> {
 
 fn header(line: &str) -> Option<&str> {
     let t = line.trim();
-    t.starts_with('[').then(|| t.split(']').next().unwrap_or("").trim_start_matches('[').trim())
+    t.starts_with('[')
+        .then(|| t.split(']').next().unwrap_or("").trim_start_matches('[').trim())
 }
 
 /// Byte range of the table `[name]` (header to the next header) and its header's line.
@@ -375,7 +461,9 @@ fn find_key(src: &str, key: &str, range: std::ops::Range<usize>) -> Option<usize
     let mut offset = range.start;
     for l in src[range.clone()].split_inclusive('\n') {
         let t = l.trim_start();
-        if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
+        if t.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
             return Some(line_of(src, offset));
         }
         offset += l.len();

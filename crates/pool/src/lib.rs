@@ -39,11 +39,11 @@ pub trait Resident: Send + Sync + Sized + 'static {
 pub trait Loader<M: Resident>: Send + Sync + 'static {
     /// Bytes a load is expected to take, checked against the budget before loading; `asleep`
     /// is what the model's last eviction left, when there is one.
-    fn estimate(&self, id: &str, asleep: Option<&M::Asleep>) -> Result<u64, String>;
+    fn estimate(&self, id: &str, asleep: Option<&M::Asleep>) -> Result<u64, LoadError>;
     /// Load `id`, starting from `asleep` when given.
-    fn load(&self, id: &str, asleep: Option<M::Asleep>) -> Result<M, String>;
+    fn load(&self, id: &str, asleep: Option<M::Asleep>) -> Result<M, LoadError>;
     /// What `id` would leave asleep, made without loading it whole (see [`Pool::prepare`]).
-    fn prepare(&self, _id: &str) -> Result<Option<(M::Asleep, u64)>, String> {
+    fn prepare(&self, _id: &str) -> Result<Option<(M::Asleep, u64)>, LoadError> {
         Ok(None)
     }
 }
@@ -59,7 +59,46 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { keep_alive: Some(Duration::from_secs(300)), pin: false }
+        Self {
+            keep_alive: Some(Duration::from_secs(300)),
+            pin: false,
+        }
+    }
+}
+
+/// Why a [`Loader`] could not size, load or prepare a model: what kind of failure, and the
+/// loader's message (shown as it is). Cloned to every caller waiting for the same load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LoadError {
+    pub kind: LoadErrorKind,
+    pub message: String,
+}
+
+/// The kind of a [`LoadError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadErrorKind {
+    /// The loader has no model by this id.
+    Unknown,
+    /// The model's files are not on this machine, or not whole (not pulled, wrong size).
+    Missing,
+    /// The files changed since they were verified: refused, not loaded.
+    Refused,
+    /// Reading or starting the model failed (or the thread loading it did).
+    Failed,
+}
+
+impl LoadError {
+    pub fn new(kind: LoadErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A [`LoadErrorKind::Failed`] with `e`'s text.
+    pub fn failed(e: impl std::fmt::Display) -> Self {
+        Self::new(LoadErrorKind::Failed, e.to_string())
     }
 }
 
@@ -68,9 +107,18 @@ pub enum PoolError {
     #[error("unknown model `{0}`")]
     Unknown(String),
     #[error("loading `{id}` failed: {reason}")]
-    LoadFailed { id: String, reason: String },
+    LoadFailed { id: String, reason: LoadError },
+    /// `unload` of a model with leases (or a load) in flight. The text is the admin API's
+    /// from before this had its own variant, kept as it was.
+    #[error("loading `{0}` failed: model is in use")]
+    InUse(String),
     #[error("`{id}` needs {need} bytes but only {free} of the {budget}-byte budget can be freed (the rest is in use or pinned)")]
-    NoRoom { id: String, need: u64, free: u64, budget: u64 },
+    NoRoom {
+        id: String,
+        need: u64,
+        free: u64,
+        budget: u64,
+    },
     #[error("timed out waiting for room to load `{0}`")]
     Timeout(String),
 }
@@ -95,7 +143,10 @@ struct Asleep<K> {
 }
 
 enum Entry<M: Resident> {
-    Loading { estimate: u64, done: watch::Receiver<Option<Result<(), String>>> },
+    Loading {
+        estimate: u64,
+        done: watch::Receiver<Option<Result<(), LoadError>>>,
+    },
     Ready(Arc<Slot<M>>),
     Asleep(Asleep<M::Asleep>),
 }
@@ -114,7 +165,12 @@ impl<M: Resident> Entry<M> {
 fn evicted_entry<M: Resident>(slot: &Slot<M>) -> Option<Entry<M>> {
     let (kept, bytes) = slot.model.asleep()?;
     let last_used = *slot.last_used.lock().expect("poisoned");
-    Some(Entry::Asleep(Asleep { kept, bytes, last_used, since: Instant::now() }))
+    Some(Entry::Asleep(Asleep {
+        kept,
+        bytes,
+        last_used,
+        since: Instant::now(),
+    }))
 }
 
 /// Counters for `/metrics`.
@@ -146,7 +202,9 @@ pub struct Pool<M: Resident> {
 
 impl<M: Resident> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -206,7 +264,12 @@ pub struct ResidentInfo {
 impl<M: Resident> Pool<M> {
     /// A pool of the models named in `policies`, within `budget` bytes. Loads that find no
     /// room wait up to `wait_for_room` for leases to end, then fail with [`PoolError::NoRoom`].
-    pub fn new(budget: u64, loader: Arc<dyn Loader<M>>, policies: HashMap<String, Policy>, wait_for_room: Duration) -> Self {
+    pub fn new(
+        budget: u64,
+        loader: Arc<dyn Loader<M>>,
+        policies: HashMap<String, Policy>,
+        wait_for_room: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 budget,
@@ -241,7 +304,12 @@ impl<M: Resident> Pool<M> {
     /// Get `id`, loading it if needed. `keep_alive` overrides the model's policy from now on
     /// (as a request's `keep_alive` does).
     pub async fn acquire(&self, id: &str, keep_alive: Option<Duration>) -> Result<Lease<M>, PoolError> {
-        let policy = self.inner.policies.get(id).ok_or_else(|| PoolError::Unknown(id.to_owned()))?.clone();
+        let policy = self
+            .inner
+            .policies
+            .get(id)
+            .ok_or_else(|| PoolError::Unknown(id.to_owned()))?
+            .clone();
         let deadline = Instant::now() + self.inner.wait_for_room;
         loop {
             let room = self.inner.room.notified();
@@ -255,7 +323,10 @@ impl<M: Resident> Pool<M> {
                         if keep_alive.is_some() {
                             *slot.keep_alive.lock().expect("poisoned") = keep_alive;
                         }
-                        return Ok(Lease { slot: slot.clone(), inner: self.inner.clone() });
+                        return Ok(Lease {
+                            slot: slot.clone(),
+                            inner: self.inner.clone(),
+                        });
                     }
                     Some(Entry::Loading { done, .. }) => Step::Wait(done.clone()),
                     Some(Entry::Asleep(_)) | None => {
@@ -263,7 +334,11 @@ impl<M: Resident> Pool<M> {
                             Some(Entry::Asleep(a)) => Some(&a.kept),
                             _ => None,
                         };
-                        let need = self.inner.loader.estimate(id, kept).map_err(|reason| PoolError::LoadFailed { id: id.into(), reason })?;
+                        let need = self
+                            .inner
+                            .loader
+                            .estimate(id, kept)
+                            .map_err(|reason| PoolError::LoadFailed { id: id.into(), reason })?;
                         // What the last eviction left is taken out for the room check (the
                         // load replaces its bytes), and put back if there is no room.
                         let asleep = match entries.remove(id) {
@@ -273,7 +348,13 @@ impl<M: Resident> Pool<M> {
                         match make_room(&mut entries, need, self.inner.budget, &mut evicted) {
                             Ok(()) => {
                                 let (tx, rx) = watch::channel(None);
-                                entries.insert(id.to_owned(), Entry::Loading { estimate: need, done: rx });
+                                entries.insert(
+                                    id.to_owned(),
+                                    Entry::Loading {
+                                        estimate: need,
+                                        done: rx,
+                                    },
+                                );
                                 Step::Load(tx, asleep.map(|a| a.kept))
                             }
                             Err(free) => {
@@ -308,7 +389,12 @@ impl<M: Resident> Pool<M> {
                 }
                 Step::NoRoom { need, free } => {
                     if Instant::now() >= deadline {
-                        return Err(PoolError::NoRoom { id: id.into(), need, free, budget: self.inner.budget });
+                        return Err(PoolError::NoRoom {
+                            id: id.into(),
+                            need,
+                            free,
+                            budget: self.inner.budget,
+                        });
                     }
                     let _ = tokio::time::timeout_at(deadline.into(), room).await;
                 }
@@ -316,12 +402,20 @@ impl<M: Resident> Pool<M> {
         }
     }
 
-    async fn load(&self, id: &str, policy: &Policy, keep_alive: Option<Duration>, asleep: Option<M::Asleep>) -> Result<(), String> {
+    async fn load(
+        &self,
+        id: &str,
+        policy: &Policy,
+        keep_alive: Option<Duration>,
+        asleep: Option<M::Asleep>,
+    ) -> Result<(), LoadError> {
         let loader = self.inner.loader.clone();
         let owned = id.to_owned();
         let t0 = Instant::now();
         let woke = asleep.is_some();
-        let loaded = tokio::task::spawn_blocking(move || loader.load(&owned, asleep)).await.map_err(|e| format!("load task failed: {e}"))?;
+        let loaded = tokio::task::spawn_blocking(move || loader.load(&owned, asleep))
+            .await
+            .map_err(|e| LoadError::failed(format!("load task failed: {e}")))?;
         let mut entries = self.inner.entries.lock().expect("poisoned");
         match loaded {
             Ok(model) => {
@@ -339,7 +433,13 @@ impl<M: Resident> Pool<M> {
                     loaded_at: Instant::now(),
                     load_time: t0.elapsed(),
                 };
-                tracing::info!(model = id, bytes = slot.bytes, load_ms = slot.load_time.as_millis() as u64, woke, "model loaded");
+                tracing::info!(
+                    model = id,
+                    bytes = slot.bytes,
+                    load_ms = slot.load_time.as_millis() as u64,
+                    woke,
+                    "model loaded"
+                );
                 entries.insert(id.to_owned(), Entry::Ready(Arc::new(slot)));
                 Ok(())
             }
@@ -366,7 +466,8 @@ impl<M: Resident> Pool<M> {
         let owned = id.to_owned();
         let made = tokio::task::spawn_blocking(move || loader.prepare(&owned))
             .await
-            .map_err(|e| PoolError::LoadFailed { id: id.into(), reason: format!("prepare task failed: {e}") })?
+            .map_err(|e| LoadError::failed(format!("prepare task failed: {e}")))
+            .and_then(|made| made)
             .map_err(|reason| PoolError::LoadFailed { id: id.into(), reason })?;
         let Some((kept, bytes)) = made else { return Ok(false) };
         let refused = {
@@ -375,7 +476,15 @@ impl<M: Resident> Pool<M> {
                 Some(kept)
             } else {
                 let now = Instant::now();
-                entries.insert(id.to_owned(), Entry::Asleep(Asleep { kept, bytes, last_used: now, since: now }));
+                entries.insert(
+                    id.to_owned(),
+                    Entry::Asleep(Asleep {
+                        kept,
+                        bytes,
+                        last_used: now,
+                        since: now,
+                    }),
+                );
                 None
             }
         };
@@ -406,9 +515,7 @@ impl<M: Resident> Pool<M> {
                     removed
                 }
                 Some(Entry::Asleep(_)) if forget => entries.remove(id),
-                Some(Entry::Ready(_)) | Some(Entry::Loading { .. }) => {
-                    return Err(PoolError::LoadFailed { id: id.into(), reason: "model is in use".into() })
-                }
+                Some(Entry::Ready(_)) | Some(Entry::Loading { .. }) => return Err(PoolError::InUse(id.into())),
                 Some(Entry::Asleep(_)) | None => None,
             }
         };
@@ -526,8 +633,8 @@ impl<M: Resident> Pool<M> {
 }
 
 enum Step<K> {
-    Wait(watch::Receiver<Option<Result<(), String>>>),
-    Load(watch::Sender<Option<Result<(), String>>>, Option<K>),
+    Wait(watch::Receiver<Option<Result<(), LoadError>>>),
+    Load(watch::Sender<Option<Result<(), LoadError>>>, Option<K>),
     NoRoom { need: u64, free: u64 },
 }
 
@@ -539,7 +646,12 @@ fn used_bytes<M: Resident>(entries: &HashMap<String, Entry<M>>) -> u64 {
 /// and asleep ones go, least recently used first; models that just fell asleep go too if that
 /// is still not enough. On failure nothing is evicted and the bytes that could have been
 /// freed are returned.
-fn make_room<M: Resident>(entries: &mut HashMap<String, Entry<M>>, need: u64, budget: u64, evicted: &mut Vec<Arc<Slot<M>>>) -> Result<(), u64> {
+fn make_room<M: Resident>(
+    entries: &mut HashMap<String, Entry<M>>,
+    need: u64,
+    budget: u64,
+    evicted: &mut Vec<Arc<Slot<M>>>,
+) -> Result<(), u64> {
     let used = used_bytes(entries);
     if used + need <= budget {
         return Ok(());

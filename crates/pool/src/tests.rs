@@ -26,10 +26,10 @@ struct FakeLoader {
 }
 
 impl Loader<Fake> for FakeLoader {
-    fn estimate(&self, id: &str, _: Option<&String>) -> Result<u64, String> {
+    fn estimate(&self, id: &str, _: Option<&String>) -> Result<u64, LoadError> {
         Ok(size(id))
     }
-    fn load(&self, id: &str, asleep: Option<String>) -> Result<Fake, String> {
+    fn load(&self, id: &str, asleep: Option<String>) -> Result<Fake, LoadError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         if let Some(kept) = asleep {
             assert_eq!(kept, id, "a wake gets its own model's part");
@@ -37,11 +37,14 @@ impl Loader<Fake> for FakeLoader {
         }
         std::thread::sleep(Duration::from_millis(50));
         if self.fail.lock().unwrap().iter().any(|f| f == id) {
-            return Err("corrupt file".into());
+            return Err(LoadError::new(LoadErrorKind::Failed, "corrupt file"));
         }
-        Ok(Fake { id: id.to_owned(), bytes: size(id) })
+        Ok(Fake {
+            id: id.to_owned(),
+            bytes: size(id),
+        })
     }
-    fn prepare(&self, id: &str) -> Result<Option<(String, u64)>, String> {
+    fn prepare(&self, id: &str) -> Result<Option<(String, u64)>, LoadError> {
         Ok(id.starts_with('s').then(|| (id.to_owned(), size(id) / 10)))
     }
 }
@@ -62,20 +65,30 @@ fn plain(ids: &[&'static str]) -> Vec<(&'static str, Policy)> {
 }
 
 fn resident(p: &Pool<Fake>) -> Vec<String> {
-    p.list().into_iter().filter(|r| r.state == State::Ready).map(|r| r.id).collect()
+    p.list()
+        .into_iter()
+        .filter(|r| r.state == State::Ready)
+        .map(|r| r.id)
+        .collect()
 }
 
 fn asleep(p: &Pool<Fake>) -> Vec<(String, u64)> {
-    p.list().into_iter().filter(|r| r.state == State::Asleep).map(|r| (r.id, r.bytes)).collect()
+    p.list()
+        .into_iter()
+        .filter(|r| r.state == State::Asleep)
+        .map(|r| (r.id, r.bytes))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_one_load() {
     let (p, loader) = pool(100, &plain(&["a40"]), Duration::from_secs(1));
-    let tasks: Vec<_> = (0..8).map(|_| {
-        let p = p.clone();
-        tokio::spawn(async move { p.acquire("a40", None).await.map(|l| l.bytes()) })
-    }).collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.acquire("a40", None).await.map(|l| l.bytes()) })
+        })
+        .collect();
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), 40);
     }
@@ -99,12 +112,33 @@ async fn evicts_least_recently_used_idle_model() {
 
 #[tokio::test]
 async fn never_evicts_a_model_in_use_or_pinned() {
-    let policies = vec![("a40", Policy::default()), ("p40", Policy { pin: true, keep_alive: None }), ("c40", Policy::default())];
+    let policies = vec![
+        ("a40", Policy::default()),
+        (
+            "p40",
+            Policy {
+                pin: true,
+                keep_alive: None,
+            },
+        ),
+        ("c40", Policy::default()),
+    ];
     let (p, _) = pool(100, &policies, Duration::from_millis(100));
     drop(p.acquire("p40", None).await.unwrap());
     let held = p.acquire("a40", None).await.unwrap();
     let err = p.acquire("c40", None).await.err().unwrap();
-    assert!(matches!(err, PoolError::NoRoom { need: 40, free: 20, budget: 100, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            PoolError::NoRoom {
+                need: 40,
+                free: 20,
+                budget: 100,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(resident(&p), vec!["a40", "p40"]);
     // Once the lease ends, a waiting load gets the room.
     let p2 = p.clone();
@@ -124,7 +158,22 @@ async fn a_model_bigger_than_the_budget_is_refused() {
 
 #[tokio::test]
 async fn keep_alive_expires_idle_models_only() {
-    let policies = vec![("a10", Policy { keep_alive: Some(Duration::from_millis(30)), pin: false }), ("b10", Policy { keep_alive: Some(Duration::from_millis(30)), pin: false })];
+    let policies = vec![
+        (
+            "a10",
+            Policy {
+                keep_alive: Some(Duration::from_millis(30)),
+                pin: false,
+            },
+        ),
+        (
+            "b10",
+            Policy {
+                keep_alive: Some(Duration::from_millis(30)),
+                pin: false,
+            },
+        ),
+    ];
     let (p, _) = pool(100, &policies, Duration::from_millis(10));
     drop(p.acquire("a10", None).await.unwrap());
     let held = p.acquire("b10", None).await.unwrap();
@@ -145,6 +194,16 @@ async fn load_failure_reaches_every_waiter_and_can_be_retried() {
     let (r1, r2) = tokio::join!(p.acquire("a10", None), p.acquire("a10", None));
     assert!(matches!(r1, Err(PoolError::LoadFailed { .. })));
     assert!(matches!(r2, Err(PoolError::LoadFailed { .. })));
+    // Every waiter gets the loader's own error, kind and message.
+    for r in [&r1, &r2] {
+        let e = r.as_ref().err().unwrap();
+        let kind = match e {
+            PoolError::LoadFailed { reason, .. } => Some(reason.kind),
+            _ => None,
+        };
+        assert_eq!(kind, Some(LoadErrorKind::Failed), "{e}");
+        assert_eq!(e.to_string(), "loading `a10` failed: corrupt file");
+    }
     assert_eq!(loader.loads.load(Ordering::SeqCst), 1);
     assert_eq!(p.used(), 0, "a failed load holds no budget");
     loader.fail.lock().unwrap().clear();
@@ -157,6 +216,13 @@ async fn unknown_ids_and_admin_unload() {
     assert!(matches!(p.acquire("nope", None).await, Err(PoolError::Unknown(_))));
     let lease = p.acquire("a10", None).await.unwrap();
     assert!(p.unload("a10", false).is_err(), "in use");
+    let in_use = p.unload("a10", false).unwrap_err();
+    assert_eq!(in_use, PoolError::InUse("a10".into()));
+    assert_eq!(
+        in_use.to_string(),
+        "loading `a10` failed: model is in use",
+        "the admin API's text"
+    );
     drop(lease);
     assert_eq!(p.unload("a10", false), Ok(true));
     assert_eq!(p.unload("a10", false), Ok(false));
@@ -217,7 +283,16 @@ async fn a_model_that_just_fell_asleep_goes_too_when_its_part_is_in_the_way() {
 
 #[tokio::test]
 async fn a_load_that_finds_no_room_keeps_the_asleep_part() {
-    let policies = vec![("s50", Policy::default()), ("p60", Policy { pin: true, keep_alive: None })];
+    let policies = vec![
+        ("s50", Policy::default()),
+        (
+            "p60",
+            Policy {
+                pin: true,
+                keep_alive: None,
+            },
+        ),
+    ];
     let (p, loader) = pool(100, &policies, Duration::from_millis(20));
     drop(p.acquire("s50", None).await.unwrap());
     p.unload("s50", false).unwrap();
@@ -232,12 +307,25 @@ async fn a_load_that_finds_no_room_keeps_the_asleep_part() {
 
 #[tokio::test]
 async fn unload_puts_to_sleep_forget_drops_everything_and_keep_alive_puts_to_sleep() {
-    let policies = vec![("s40", Policy { keep_alive: Some(Duration::from_millis(20)), pin: false }), ("a10", Policy::default())];
+    let policies = vec![
+        (
+            "s40",
+            Policy {
+                keep_alive: Some(Duration::from_millis(20)),
+                pin: false,
+            },
+        ),
+        ("a10", Policy::default()),
+    ];
     let (p, _) = pool(100, &policies, Duration::from_millis(10));
     drop(p.acquire("s40", None).await.unwrap());
     assert_eq!(p.unload("s40", false), Ok(true));
     assert_eq!(asleep(&p), [("s40".to_string(), 4)]);
-    assert_eq!(p.unload("s40", false), Ok(false), "already asleep: nothing more to free without forget");
+    assert_eq!(
+        p.unload("s40", false),
+        Ok(false),
+        "already asleep: nothing more to free without forget"
+    );
     assert_eq!(p.unload("s40", true), Ok(true));
     assert!(p.list().is_empty());
     // A model that leaves nothing is simply gone.
@@ -254,7 +342,18 @@ async fn unload_puts_to_sleep_forget_drops_everything_and_keep_alive_puts_to_sle
 
 #[tokio::test]
 async fn prepared_models_start_asleep_and_their_first_use_is_a_wake() {
-    let policies = vec![("s40", Policy::default()), ("a10", Policy::default()), ("p90", Policy { pin: true, keep_alive: None }), ("s200", Policy::default())];
+    let policies = vec![
+        ("s40", Policy::default()),
+        ("a10", Policy::default()),
+        (
+            "p90",
+            Policy {
+                pin: true,
+                keep_alive: None,
+            },
+        ),
+        ("s200", Policy::default()),
+    ];
     let (p, loader) = pool(100, &policies, Duration::from_millis(10));
     assert_eq!(p.prepare("s40").await, Ok(true));
     assert_eq!(asleep(&p), [("s40".to_string(), 4)]);

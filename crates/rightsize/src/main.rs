@@ -66,7 +66,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RIGHTSIZE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("RIGHTSIZE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -87,10 +88,12 @@ fn main() -> std::process::ExitCode {
         Command::Audit(a) => cmd::audit::audit(a),
         Command::Eval(a) => cmd::eval::eval(a),
         Command::Data(a) => cmd::data::data(a),
-        Command::Guard(a) => return cmd::guard::guard(a).unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }),
+        Command::Guard(a) => {
+            return cmd::guard::guard(a).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

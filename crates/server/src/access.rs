@@ -32,7 +32,12 @@ use std::path::{Path, PathBuf};
 /// Refuse requests a web page could have made (see the module docs).
 pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let cfg = &state.cfg;
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned).or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
     match host {
         Some(h) if host_allowed(&h, &cfg.allowed_hosts) => {}
         Some(h) => {
@@ -62,13 +67,16 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         }
     }
     if has_body(req.headers()) && !is_json(req.headers()) {
-        return Err(ApiError::unsupported_media_type("request bodies must be JSON: send `Content-Type: application/json`"));
+        return Err(ApiError::unsupported_media_type(
+            "request bodies must be JSON: send `Content-Type: application/json`",
+        ));
     }
     let mut resp = next.run(req).await;
     if let Some(o) = origin {
         if let Ok(v) = HeaderValue::from_str(&o) {
             resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            resp.headers_mut().append(header::VARY, HeaderValue::from_static("origin"));
+            resp.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("origin"));
         }
     }
     Ok(resp)
@@ -81,8 +89,14 @@ fn preflight(origin: &str, headers: &HeaderMap) -> Response {
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-    let asked = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned().unwrap_or_else(|| HeaderValue::from_static("authorization, content-type"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    let asked = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("authorization, content-type"));
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     h.append(header::VARY, HeaderValue::from_static("origin"));
@@ -114,7 +128,9 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
         return true;
     }
-    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(name) || a.eq_ignore_ascii_case(host.trim()))
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(name) || a.eq_ignore_ascii_case(host.trim()))
 }
 
 /// Whether an `Origin` value is one of `allowed_origins` (`scheme://host[:port]`, compared
@@ -126,12 +142,17 @@ pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
 
 /// Whether a request carries a body.
 fn has_body(h: &HeaderMap) -> bool {
-    h.contains_key(header::TRANSFER_ENCODING) || h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 /// `application/json` or `application/…+json`, with any parameters.
 fn is_json(h: &HeaderMap) -> bool {
-    let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -152,7 +173,10 @@ impl std::fmt::Debug for AdminToken {
 impl AdminToken {
     /// A fresh token whose file will go in `dir` (the cache directory).
     pub fn new(dir: &Path) -> Self {
-        Self { secret: hex::encode(rand::random::<[u8; 32]>()), dir: dir.to_owned() }
+        Self {
+            secret: hex::encode(rand::random::<[u8; 32]>()),
+            dir: dir.to_owned(),
+        }
     }
 
     pub fn secret(&self) -> &str {
@@ -174,7 +198,11 @@ impl AdminToken {
     pub(crate) fn write(&self, port: u16) -> std::io::Result<TokenFile> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.path(port);
-        let tmp = self.dir.join(format!(".admin-token-{port}.{}.{:x}", std::process::id(), rand::random::<u64>()));
+        let tmp = self.dir.join(format!(
+            ".admin-token-{port}.{}.{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -184,7 +212,10 @@ impl AdminToken {
             f.sync_all()
         });
         match written.and_then(|_| std::fs::rename(&tmp, &path)) {
-            Ok(()) => Ok(TokenFile { path, secret: self.secret.clone() }),
+            Ok(()) => Ok(TokenFile {
+                path,
+                secret: self.secret.clone(),
+            }),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(e)
@@ -220,10 +251,30 @@ mod tests {
     #[test]
     fn hosts() {
         let none: Vec<String> = vec![];
-        for h in ["localhost", "localhost:8080", "LOCALHOST:1", "localhost.:80", "127.0.0.1:8080", "127.9.8.7", "[::1]", "[::1]:8080"] {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:1",
+            "localhost.:80",
+            "127.0.0.1:8080",
+            "127.9.8.7",
+            "[::1]",
+            "[::1]:8080",
+        ] {
             assert!(host_allowed(h, &none), "{h}");
         }
-        for h in ["evil.example", "evil.example:8080", "localhost.evil.example", "10.0.0.5:8080", "[::2]:80", "::1", "127.0.0.1:80x", "", "[::1]x", "127.0.0.1:"] {
+        for h in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.5:8080",
+            "[::2]:80",
+            "::1",
+            "127.0.0.1:80x",
+            "",
+            "[::1]x",
+            "127.0.0.1:",
+        ] {
             assert!(!host_allowed(h, &none), "{h}");
         }
         let some = vec!["gpu-box.lan".to_owned(), "10.0.0.5:8080".to_owned()];
@@ -253,11 +304,21 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
         assert!(has_body(&h));
         assert!(!is_json(&h));
-        for ct in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"] {
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             assert!(is_json(&h), "{ct}");
         }
-        for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/json+x"] {
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json+x",
+        ] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             assert!(!is_json(&h), "{ct}");
         }
@@ -278,7 +339,11 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        assert_eq!(std::fs::read_dir(dir.path().join("cache")).unwrap().count(), 1, "no temporary file is left");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+            1,
+            "no temporary file is left"
+        );
         drop(f);
         assert!(!path.exists());
         // A file another server has written since is not ours to remove.

@@ -1,5 +1,6 @@
 //! The audit trail at the HTTP edge: one hash-chained record (`store::AuditRecord`) per
-//! request and task run, appended before the answer is returned.
+//! request and task run, appended before the answer is returned. The record is built and
+//! written by the request's [`crate::exchange::Exchange`]; this module holds the rules.
 //!
 //! Why: an operator must be able to show, for any answer the server gave, who asked (API key
 //! id), which request it was (`x-request-id`, echoed to the client), what answered it (model
@@ -33,57 +34,10 @@
 
 use crate::config::{AuditContent, ModelConfig};
 use crate::error::ApiError;
-use crate::state::{AppState, Caller};
-use axum::http::HeaderMap;
+use crate::state::AppState;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::AuditRecord;
-
-/// Who asked and which request it is, taken when the handler starts.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The `x-request-id` the client gets back (set by the middleware in `serve_on`).
-    pub request_id: String,
-    pub key_id: Option<String>,
-    pub started: Instant,
-}
-
-impl Ctx {
-    pub fn new(headers: &HeaderMap, caller: &Caller) -> Self {
-        let request_id = headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| valid_request_id(s))
-            .map(str::to_owned)
-            // Only when the router runs without `serve_on`'s middleware (embedded use).
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Self { request_id, key_id: caller.key_id.clone(), started: Instant::now() }
-    }
-
-    /// A record of this request with `status = "ok"`, no tokens and no cost; the caller fills
-    /// in the rest. `input` and `output` are raw text: the content policy is applied here.
-    pub fn record(&self, state: &AppState, kind: &str, model: Option<&str>, input: &str, output: &str) -> AuditRecord {
-        AuditRecord {
-            ts_ms: store::now_ms(),
-            kind: kind.into(),
-            request_id: self.request_id.clone(),
-            key_id: self.key_id.clone(),
-            task: None,
-            task_version: None,
-            model: model.map(str::to_owned),
-            model_hash: model.and_then(|m| model_hash(state, m)),
-            tier_path: Vec::new(),
-            guard: serde_json::json!({}),
-            input: content(state, input),
-            output: content(state, output),
-            tokens_in: 0,
-            tokens_out: 0,
-            latency_ms: self.started.elapsed().as_secs_f64() * 1e3,
-            cost_usd: 0.0,
-            status: "ok".into(),
-        }
-    }
-}
 
 /// Longest `x-request-id` a client may choose.
 pub const MAX_REQUEST_ID: usize = 128;
@@ -92,14 +46,21 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// `[A-Za-z0-9._:-]`. Any other is replaced by a generated id (see `serve_on`), so what the
 /// logs and the audit carry is bounded and holds no free text.
 pub fn valid_request_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// A model (or task) name from a request as the audit keeps it: a configured model (or a
 /// tier id over one, `local:ID`) as is; anything else, which is free text the client typed,
 /// as `unknown:` and its keyed hash, under either content policy.
 pub fn requested_model(state: &AppState, model: &str) -> String {
-    let id = model.strip_prefix("local:").or_else(|| model.strip_prefix("classifier:")).unwrap_or(model);
+    let id = model
+        .strip_prefix("local:")
+        .or_else(|| model.strip_prefix("classifier:"))
+        .unwrap_or(model);
     if state.cfg.models.iter().any(|m| m.id == id) {
         model.to_owned()
     } else {
@@ -128,13 +89,19 @@ pub fn error_status(e: &ApiError) -> String {
 
 /// USD for `core_s` core-seconds of local compute (the task mesh's price).
 pub fn local_cost(state: &AppState, core_s: f64) -> f64 {
-    mesh::Prices { cpu_core_hour_usd: state.cfg.cpu_core_hour_usd }.local(core_s)
+    mesh::Prices {
+        cpu_core_hour_usd: state.cfg.cpu_core_hour_usd,
+    }
+    .local(core_s)
 }
 
 /// The sha256 of the file behind a model id (or a tier id such as `local:qwen2.5-0.5b`),
 /// when the cache holds a verified marker for it.
 pub fn model_hash(state: &AppState, model: &str) -> Option<String> {
-    let id = model.strip_prefix("local:").or_else(|| model.strip_prefix("classifier:")).unwrap_or(model);
+    let id = model
+        .strip_prefix("local:")
+        .or_else(|| model.strip_prefix("classifier:"))
+        .unwrap_or(model);
     state.model_hashes.get(id).cloned()
 }
 
@@ -145,13 +112,17 @@ pub fn model_hash(state: &AppState, model: &str) -> Option<String> {
 pub fn model_hashes(cache: &supply::Cache, models: &[ModelConfig]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for m in models {
-        let Ok(path) = supply::resolve_model(cache, m.source.as_deref().unwrap_or(&m.id)) else { continue };
+        let Ok(path) = supply::resolve_model(cache, m.source.as_deref().unwrap_or(&m.id)) else {
+            continue;
+        };
         match supply::verified_model_digest(&path, &supply::NoProgress) {
             Ok(Some(d)) => {
                 out.insert(m.id.clone(), d);
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(model = %m.id, error = %e, "model file does not match its verified sha256: it will not be loaded"),
+            Err(e) => {
+                tracing::error!(model = %m.id, error = %e, "model file does not match its verified sha256: it will not be loaded")
+            }
         }
     }
     out
@@ -185,19 +156,6 @@ pub async fn record_failure(state: &AppState, rec: AuditRecord) {
     let _ = record(state, rec).await;
 }
 
-/// Pass a handler's result through, recording it first when it failed (best effort; a
-/// failure to write the audit record itself is not recorded twice). Nothing was answered, so
-/// the output is empty.
-pub async fn failed(state: &AppState, ctx: &Ctx, model: &str, input: &str, res: Result<axum::response::Response, ApiError>) -> Result<axum::response::Response, ApiError> {
-    if let Err(e) = &res {
-        if state.audit.is_some() && e.code != Some("audit_unavailable") {
-            let rec = AuditRecord { status: error_status(e), output: String::new(), ..ctx.record(state, "request", Some(model), input, "") };
-            record_failure(state, rec).await;
-        }
-    }
-    res
-}
-
 /// Retention: once at start, then hourly, delete records older than `audit.retention_days`.
 /// The chain is verified first, and nothing is pruned while it is broken: retention must not
 /// delete the evidence of tampering (`rightsize audit verify` names the bad record).
@@ -220,7 +178,11 @@ pub fn spawn_retention(state: &AppState) {
 async fn prune(store: &store::Store, days: u32) {
     match store.audit_verify().await {
         Ok(rep) if !rep.ok() => {
-            let bad = rep.first_bad.as_ref().map(|b| format!("record {}: {}", b.seq, b.reason)).unwrap_or_default();
+            let bad = rep
+                .first_bad
+                .as_ref()
+                .map(|b| format!("record {}: {}", b.seq, b.reason))
+                .unwrap_or_default();
             tracing::error!(first_bad = %bad, "the audit chain does not verify; retention is paused until it is investigated");
             return;
         }

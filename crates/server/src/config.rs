@@ -102,7 +102,12 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { enabled: true, content: AuditContent::default(), retention_days: default_retention_days(), key_file: None }
+        Self {
+            enabled: true,
+            content: AuditContent::default(),
+            retention_days: default_retention_days(),
+            key_file: None,
+        }
     }
 }
 
@@ -278,14 +283,31 @@ impl ServerConfig {
         self.shadow.check().map_err(ConfigError::Parse)?;
         guard::Detector::new(self.pii.clone()).map_err(|e| ConfigError::Parse(format!("[pii]: {e}")))?;
         if self.open_local && self.allowed_hosts.iter().any(|h| h == "*") {
-            return bad("allowed_hosts = [\"*\"] needs `open_local = false`: a keyless server must check Host (DNS rebinding)".into());
+            return bad(
+                "allowed_hosts = [\"*\"] needs `open_local = false`: a keyless server must check Host (DNS rebinding)"
+                    .into(),
+            );
         }
-        if let Some(h) = self.allowed_hosts.iter().find(|h| h.is_empty() || h.contains(['/', ' '])) {
-            return bad(format!("allowed_hosts: `{h}` is not a host name (e.g. \"gpu-box.lan\" or \"gpu-box.lan:8080\")"));
+        if let Some(h) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', ' ']))
+        {
+            return bad(format!(
+                "allowed_hosts: `{h}` is not a host name (e.g. \"gpu-box.lan\" or \"gpu-box.lan:8080\")"
+            ));
         }
-        if let Some(o) = self.allowed_origins.iter().find(|o| !o.split_once("://").is_some_and(|(s, h)| !s.is_empty() && !h.trim_end_matches('/').is_empty() && !h.trim_end_matches('/').contains('/'))) {
-            return bad(format!("allowed_origins: `{o}` is not an origin (scheme://host[:port], e.g. \"http://localhost:3000\")"));
+        if let Some(o) = self.allowed_origins.iter().find(|o| {
+            !o.split_once("://").is_some_and(|(s, h)| {
+                !s.is_empty() && !h.trim_end_matches('/').is_empty() && !h.trim_end_matches('/').contains('/')
+            })
+        }) {
+            return bad(format!(
+                "allowed_origins: `{o}` is not an origin (scheme://host[:port], e.g. \"http://localhost:3000\")"
+            ));
         }
+        // Written so that NaN is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.cpu_core_hour_usd >= 0.0) {
             return bad("cpu_core_hour_usd must be 0 or more".into());
         }
@@ -320,7 +342,15 @@ pub fn parse_budget(s: &str, total_ram: u64) -> Result<u64, String> {
         }
         return Ok((total_ram as f64 * p / 100.0) as u64);
     }
-    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("B", 1)];
+    let units = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1000),
+        ("B", 1),
+    ];
     for (u, m) in units {
         if let Some(n) = s.strip_suffix(u) {
             let n: f64 = n.trim().parse().map_err(|_| err())?;
@@ -334,7 +364,11 @@ pub fn parse_budget(s: &str, total_ram: u64) -> Result<u64, String> {
 pub fn total_ram() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -375,7 +409,8 @@ mod tests {
         assert!(c.audit.enabled);
         assert_eq!(c.audit.content, AuditContent::Hashes);
         assert_eq!(c.audit.retention_days, 90);
-        let c = ServerConfig::from_toml("audit = { content = \"full\", retention_days = 7 }\n[[model]]\nid='a'").unwrap();
+        let c =
+            ServerConfig::from_toml("audit = { content = \"full\", retention_days = 7 }\n[[model]]\nid='a'").unwrap();
         assert!(c.audit.enabled);
         assert_eq!(c.audit.content, AuditContent::Full);
         assert_eq!(c.audit.retention_days, 7);
@@ -390,7 +425,10 @@ mod tests {
         assert!(c.allowed_hosts.is_empty() && c.allowed_origins.is_empty());
         assert_eq!(c.max_keep_alive_s, 3600);
         let c = ServerConfig::from_toml("allowed_hosts = [\"gpu-box.lan\"]\nallowed_origins = [\"http://localhost:3000\"]\nmax_keep_alive_s = 60\n[[model]]\nid='a'").unwrap();
-        assert_eq!((c.allowed_hosts.len(), c.allowed_origins.len(), c.max_keep_alive_s), (1, 1, 60));
+        assert_eq!(
+            (c.allowed_hosts.len(), c.allowed_origins.len(), c.max_keep_alive_s),
+            (1, 1, 60)
+        );
         let e = ServerConfig::from_toml("allowed_hosts = [\"*\"]\n[[model]]\nid='a'").unwrap_err();
         assert!(e.to_string().contains("open_local = false"), "{e}");
         assert!(ServerConfig::from_toml("open_local = false\nallowed_hosts = [\"*\"]\n[[model]]\nid='a'").is_ok());

@@ -17,7 +17,14 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), kind, param: None, code: None, retry_after: None }
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
@@ -34,7 +41,11 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", message)
     }
     pub fn not_found_model(model: &str) -> Self {
-        let mut e = Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("The model `{model}` does not exist"));
+        let mut e = Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist"),
+        );
         e.code = Some("model_not_found");
         e.param = Some("model".into());
         e
@@ -77,7 +88,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let body =
+            json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -91,8 +103,12 @@ impl From<engine::EngineError> for ApiError {
         use engine::EngineError as E;
         match &e {
             E::InvalidRequest(m) => ApiError::bad_request(m.clone()),
-            E::PromptTooLong { .. } => ApiError::bad_request(e.to_string()).param("messages").code("context_length_exceeded"),
-            E::InvalidConstraint(m) => ApiError::bad_request(format!("invalid response_format: {m}")).param("response_format"),
+            E::PromptTooLong { .. } => ApiError::bad_request(e.to_string())
+                .param("messages")
+                .code("context_length_exceeded"),
+            E::InvalidConstraint(m) => {
+                ApiError::bad_request(format!("invalid response_format: {m}")).param("response_format")
+            }
             E::Template(m) => ApiError::bad_request(format!("cannot format the messages: {m}")).param("messages"),
             E::NoChatTemplate => ApiError::bad_request(e.to_string()),
             E::QueueFull(_) => ApiError::overloaded(e.to_string(), 1),
@@ -107,7 +123,7 @@ impl From<pool::PoolError> for ApiError {
         match &e {
             pool::PoolError::Unknown(id) => ApiError::not_found_model(id),
             pool::PoolError::NoRoom { .. } | pool::PoolError::Timeout(_) => ApiError::unavailable(e.to_string()),
-            pool::PoolError::LoadFailed { .. } => ApiError::internal(e.to_string()),
+            pool::PoolError::LoadFailed { .. } | pool::PoolError::InUse(_) => ApiError::internal(e.to_string()),
         }
     }
 }

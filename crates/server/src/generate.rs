@@ -2,14 +2,13 @@
 //! (one JSON body, or SSE chunks ending in `data: [DONE]`).
 
 use crate::error::ApiError;
+use crate::exchange::{Done, Exchange, Output, Work};
 use crate::models::Loaded;
 use crate::openai::*;
-use crate::state::AppState;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use engine::{ChatMessage, Constraint, Event, GenerateRequest, Priority, SamplingParams};
 use futures::stream::Stream;
-use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Response header (non-streaming generations): milliseconds the engine spent on the request —
@@ -26,7 +25,10 @@ pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams,
     let max = s.max_completion_tokens.or(s.max_tokens);
     if let Some(m) = max {
         if m == 0 || m as usize > ctx_limit {
-            return Err(ApiError::bad_request(format!("`max_tokens` must be between 1 and the model's context ({ctx_limit})")).param("max_tokens"));
+            return Err(ApiError::bad_request(format!(
+                "`max_tokens` must be between 1 and the model's context ({ctx_limit})"
+            ))
+            .param("max_tokens"));
         }
     }
     let d = SamplingParams::default();
@@ -40,10 +42,14 @@ pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams,
         frequency_penalty: s.frequency_penalty.unwrap_or(0.0),
         seed: s.seed,
         max_tokens: max.map(|m| m as usize).unwrap_or(ctx_limit),
-        stop: s.stop.as_ref().map(|x| match x {
-            StringOrList::One(s) => vec![s.clone()],
-            StringOrList::Many(v) => v.clone(),
-        }).unwrap_or_default(),
+        stop: s
+            .stop
+            .as_ref()
+            .map(|x| match x {
+                StringOrList::One(s) => vec![s.clone()],
+                StringOrList::Many(v) => v.clone(),
+            })
+            .unwrap_or_default(),
         ignore_eos: s.ignore_eos.unwrap_or(false),
         ..d
     };
@@ -57,16 +63,27 @@ pub fn sampling_params(s: &Sampling, ctx_limit: usize) -> Result<SamplingParams,
 /// The request's class: the body's `priority`, else the `x-rightsize-priority` header, else
 /// the caller's default — which is also its ceiling: a `batch` key asking for `interactive`
 /// gets 403.
-pub fn priority(requested: Option<&str>, headers: &axum::http::HeaderMap, default: Priority) -> Result<Priority, ApiError> {
+pub fn priority(
+    requested: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    default: Priority,
+) -> Result<Priority, ApiError> {
     let v = requested.or_else(|| headers.get("x-rightsize-priority").and_then(|h| h.to_str().ok()));
     let p = match v {
         None => default,
         Some("interactive") => Priority::Interactive,
         Some("batch") => Priority::Batch,
-        Some(other) => return Err(ApiError::bad_request(format!("unknown priority `{other}` (interactive or batch)")).param("priority")),
+        Some(other) => {
+            return Err(
+                ApiError::bad_request(format!("unknown priority `{other}` (interactive or batch)")).param("priority"),
+            )
+        }
     };
     if p == Priority::Interactive && default == Priority::Batch {
-        return Err(ApiError::forbidden("this API key's priority ceiling is `batch`: it cannot send `interactive` requests").param("priority"));
+        return Err(ApiError::forbidden(
+            "this API key's priority ceiling is `batch`: it cannot send `interactive` requests",
+        )
+        .param("priority"));
     }
     Ok(p)
 }
@@ -79,24 +96,25 @@ pub fn chat_messages(msgs: &[InMessage]) -> Result<Vec<ChatMessage>, ApiError> {
         .enumerate()
         .map(|(i, m)| {
             if !engine::template::ROLES.contains(&m.role.as_str()) && m.role != "developer" {
-                return Err(ApiError::bad_request(format!("messages[{i}]: unknown role `{}`", m.role)).param("messages"));
+                return Err(
+                    ApiError::bad_request(format!("messages[{i}]: unknown role `{}`", m.role)).param("messages"),
+                );
             }
-            let role = if m.role == "developer" { "system" } else { m.role.as_str() };
-            let content = match &m.content {
-                None => String::new(),
-                Some(Content::Text(t)) => t.clone(),
-                Some(Content::Parts(parts)) => {
-                    let mut s = String::new();
-                    for p in parts {
-                        if p.kind != "text" {
-                            return Err(ApiError::bad_request(format!("messages[{i}]: content part type `{}` is not supported", p.kind)).param("messages"));
-                        }
-                        s.push_str(p.text.as_deref().unwrap_or(""));
-                    }
-                    s
+            if let Some(Content::Parts(parts)) = &m.content {
+                if let Some(p) = parts.iter().find(|p| p.kind != "text") {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}]: content part type `{}` is not supported",
+                        p.kind
+                    ))
+                    .param("messages"));
                 }
+            }
+            let role = if m.role == "developer" {
+                "system"
+            } else {
+                m.role.as_str()
             };
-            Ok(ChatMessage::new(role, content))
+            Ok(ChatMessage::new(role, m.text()))
         })
         .collect()
 }
@@ -113,53 +131,143 @@ pub fn constraint(rf: &Option<ResponseFormat>) -> Option<Constraint> {
 /// than the server's `request_timeout_s`. Past it the sequence is cancelled and the client gets
 /// 504 (or an error event when streaming).
 pub fn deadline(headers: &axum::http::HeaderMap, server_max: Duration) -> Result<Duration, ApiError> {
-    let Some(v) = headers.get("x-request-timeout") else { return Ok(server_max) };
-    let secs = v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s > 0.0);
+    let Some(v) = headers.get("x-request-timeout") else {
+        return Ok(server_max);
+    };
+    let secs = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0);
     match secs {
         Some(s) => Ok(Duration::try_from_secs_f64(s).map_or(server_max, |d| d.min(server_max))),
-        None => Err(ApiError::bad_request("`x-request-timeout` must be a positive number of seconds").param("x-request-timeout")),
+        None => Err(
+            ApiError::bad_request("`x-request-timeout` must be a positive number of seconds")
+                .param("x-request-timeout"),
+        ),
     }
 }
 
 /// What kind of response to build.
+#[derive(Clone, Copy)]
 pub enum Shape {
     Chat,
     Completion,
 }
 
-pub struct Job {
-    pub model: String,
-    pub req: GenerateRequest,
+/// How the answer is sent: one body, or SSE chunks (with a closing usage chunk when asked).
+#[derive(Clone, Copy)]
+pub struct Delivery {
     pub stream: bool,
     pub include_usage: bool,
-    pub shape: Shape,
-    pub keep_alive: Option<Duration>,
-    pub echo_prefix: Option<String>,
-    /// Who asked, for the audit record written before the answer is returned.
-    pub audit: crate::audit::Ctx,
-    /// The input as the audit record sees it (see `crate::audit`).
-    pub audit_input: String,
-    /// Deadline of the whole request (the server's `request_timeout_s`, or shorter per request).
-    pub timeout: Duration,
-    /// Chat guardrails: placeholders to restore, output PII to redact, counters to report.
-    pub guard: Option<crate::guard::ChatGuard>,
 }
 
-pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
-    let t0 = Instant::now();
-    let class = match job.req.priority {
+impl Delivery {
+    pub fn new(stream: bool, options: Option<&StreamOptions>) -> Self {
+        Self {
+            stream,
+            include_usage: options.is_some_and(|o| o.include_usage),
+        }
+    }
+}
+
+/// A generation to run for an [`Exchange`].
+pub struct Job {
+    pub req: GenerateRequest,
+    pub shape: Shape,
+    pub delivery: Delivery,
+    pub keep_alive: Option<Duration>,
+    /// Completions with `echo`: the prompt, sent before the answer.
+    pub echo_prefix: Option<String>,
+    /// Deadline of the whole request (the server's `request_timeout_s`, or shorter per request).
+    pub timeout: Duration,
+}
+
+impl Job {
+    /// The fields chat and completions share: priority, deadline, keep-alive.
+    pub fn new(
+        ex: &Exchange,
+        shape: Shape,
+        mut req: GenerateRequest,
+        sampling: &Sampling,
+        delivery: Delivery,
+    ) -> Result<Job, ApiError> {
+        req.priority = priority(sampling.priority.as_deref(), &ex.headers, ex.caller.default_priority)?;
+        let timeout = deadline(&ex.headers, Duration::from_secs(ex.state.cfg.request_timeout_s))?;
+        // A model's keep-alive holds for every caller: setting it is an admin's (capped at
+        // `max_keep_alive_s` in `run`).
+        let keep_alive = sampling
+            .keep_alive
+            .as_ref()
+            .map(parse_keep_alive)
+            .transpose()?
+            .flatten();
+        if keep_alive.is_some() && !ex.caller.admin {
+            return Err(ApiError::forbidden(
+                "`keep_alive` sets how long the model stays resident for every caller: it needs an admin key",
+            )
+            .param("keep_alive"));
+        }
+        Ok(Job {
+            req,
+            shape,
+            delivery,
+            keep_alive,
+            echo_prefix: None,
+            timeout,
+        })
+    }
+}
+
+/// A submitted generation: the sequence, the lease that keeps its model resident, and the
+/// response's id.
+struct Started {
+    job: Job,
+    seq: engine::Sequence,
+    lease: pool::Lease<Loaded>,
+    id: String,
+    created: u64,
+}
+
+/// Run `job` and answer: one body, or an SSE stream. Every ending goes through `ex`.
+pub async fn run(mut ex: Exchange, job: Job) -> Result<Response, ApiError> {
+    ex.timings.started = Instant::now();
+    ex.class = match job.req.priority {
         Priority::Interactive => "interactive",
         Priority::Batch => "batch",
     };
-    let keep_alive = job.keep_alive.map(|k| k.min(Duration::from_secs(state.cfg.max_keep_alive_s)));
-    let lease = state.pool.acquire(&job.model, keep_alive).await?;
-    let t_lease = t0.elapsed();
+    let started = match submit(&mut ex, job).await {
+        Ok(s) => s,
+        Err(e) => return ex.fail(e).await,
+    };
+    if !started.job.delivery.stream {
+        let res = whole(&mut ex, started).await;
+        return ex.finish(res).await;
+    }
+    Ok(Sse::new(sse_stream(ex, started))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Lease the model and submit the request to its engine.
+async fn submit(ex: &mut Exchange, mut job: Job) -> Result<Started, ApiError> {
+    let state = ex.state.clone();
+    let keep_alive = job
+        .keep_alive
+        .map(|k| k.min(Duration::from_secs(state.cfg.max_keep_alive_s)));
+    let lease = state.pool.acquire(ex.model(), keep_alive).await?;
+    ex.timings.lease = ex.timings.started.elapsed();
     if matches!(&*lease, Loaded::Encoder { .. }) {
-        return Err(ApiError::bad_request(format!("`{}` is an embedding model; use /v1/embeddings", job.model)).param("model"));
+        return Err(
+            ApiError::bad_request(format!("`{}` is an embedding model; use /v1/embeddings", ex.model())).param("model"),
+        );
     }
     // Templating, tokenizing and compiling a schema (the first one builds the vocabulary
     // trie) are CPU work: keep them off the async workers.
-    let req = std::mem::replace(&mut job.req, GenerateRequest::new(engine::Prompt::Tokens(Vec::new()), SamplingParams::default()));
+    let req = std::mem::replace(
+        &mut job.req,
+        GenerateRequest::new(engine::Prompt::Tokens(Vec::new()), SamplingParams::default()),
+    );
     let model = lease.model().clone();
     let t_spawn = Instant::now();
     let (submitted, submit_time) = tokio::task::spawn_blocking(move || match &*model {
@@ -168,240 +276,305 @@ pub async fn run(state: AppState, mut job: Job) -> Result<Response, ApiError> {
             let r = e.submit(req);
             (r, t.elapsed())
         }
-        Loaded::Encoder { .. } => (Err(engine::EngineError::InvalidRequest("not a generative model".into())), Duration::ZERO),
+        Loaded::Encoder { .. } => (
+            Err(engine::EngineError::InvalidRequest("not a generative model".into())),
+            Duration::ZERO,
+        ),
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    // The hop onto the blocking pool and back, beside the engine's own submit time.
-    let t_hop = t_spawn.elapsed().saturating_sub(submit_time);
+    ex.timings.submit = submit_time;
+    ex.timings.hop = t_spawn.elapsed().saturating_sub(submit_time);
     let seq = submitted.map_err(|e| {
-        state.metrics.rejected(&job.model, class, &e);
+        state.metrics.rejected(ex.model(), ex.class, &e);
         ApiError::from(e)
     })?;
-    let id = format!("{}-{}", if matches!(job.shape, Shape::Chat) { "chatcmpl" } else { "cmpl" }, uuid::Uuid::new_v4().simple());
-    let created = now_secs();
-    let timeout = job.timeout;
-    let metrics = state.metrics.clone();
-    if !job.stream {
-        let out = tokio::time::timeout(timeout, seq.collect()).await.map_err(|_| ApiError::timeout("request deadline passed"))??;
-        metrics.finished(&job.model, class, &out.finish, t0.elapsed());
-        let usage = Usage::new(out.finish.prompt_tokens, out.finish.completion_tokens);
-        let logprobs = out.tokens.iter().filter_map(|t| t.logprob.as_ref()).map(TokenLogprob::from).collect::<Vec<_>>();
-        let has_lp = out.tokens.iter().any(|t| t.logprob.is_some());
-        let reason = finish_reason(out.finish.reason);
-        drop(lease);
-        // Output guardrails: the audit keeps what the model wrote (placeholders, redactions),
-        // the client gets the originals back.
-        let (seen, text) = match job.guard.as_mut() {
-            Some(g) => g.finish(&out.text),
-            None => (out.text.clone(), out.text.clone()),
-        };
-        // The record is durable before the answer leaves: no acknowledged request is missing.
-        let rec = store::AuditRecord {
-            tokens_in: out.finish.prompt_tokens as i64,
-            tokens_out: out.finish.completion_tokens as i64,
-            cost_usd: crate::audit::local_cost(&state, out.finish.compute_s),
-            guard: job.guard.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
-            ..job.audit.record(&state, "request", Some(&job.model), &job.audit_input, &seen)
-        };
-        let t_audit = Instant::now();
-        crate::audit::record(&state, rec).await?;
-        let t_audit = t_audit.elapsed();
-        if let Some(g) = &job.guard {
-            state.metrics.guard_events("request", &g.events);
-        }
-        let body = match job.shape {
-            Shape::Chat => json!({
-                "id": id, "object": "chat.completion", "created": created, "model": job.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": if has_lp { json!({"content": logprobs}) } else { serde_json::Value::Null },
-                             "finish_reason": reason}],
-                "usage": usage, "system_fingerprint": "rightsize",
-                "rightsize": job.guard.as_ref().map(|g| json!({"guard": g.report()})),
-            }),
-            Shape::Completion => json!({
-                "id": id, "object": "text_completion", "created": created, "model": job.model,
-                "choices": [{"index": 0, "text": format!("{}{}", job.echo_prefix.unwrap_or_default(), text),
-                             "logprobs": if has_lp { legacy_logprobs(&logprobs) } else { serde_json::Value::Null },
-                             "finish_reason": reason}],
-                "usage": usage,
-            }),
-        };
-        // The engine's own time (tokenize/template/submit + queue + prefill + decode), so a
-        // client can tell the gateway's overhead from the model's work; and where the rest went.
-        let engine = submit_time + out.finish.total_time;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let mut resp = axum::Json(body).into_response();
-        let h = resp.headers_mut();
-        if let Ok(v) = format!("{:.3}", ms(engine)).parse() {
-            h.insert(ENGINE_MS_HEADER, v);
-        }
-        let timing = format!(
-            "lease;dur={:.3}, hop;dur={:.3}, submit;dur={:.3}, queue;dur={:.3}, ttft;dur={:.3}, engine;dur={:.3}, audit;dur={:.3}, total;dur={:.3}",
-            ms(t_lease), ms(t_hop), ms(submit_time), ms(out.finish.queue_time), ms(out.finish.time_to_first_token), ms(engine), ms(t_audit), ms(t0.elapsed())
-        );
-        if let Ok(v) = timing.parse() {
-            h.insert("server-timing", v);
-        }
-        return Ok(resp);
-    }
-    let stream = sse_stream(state, seq, lease, id, created, job, timeout, metrics, class, t0);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-fn legacy_logprobs(lps: &[TokenLogprob]) -> serde_json::Value {
-    json!({
-        "tokens": lps.iter().map(|l| l.token.clone()).collect::<Vec<_>>(),
-        "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
-        "top_logprobs": lps.iter().map(|l| l.top_logprobs.iter().map(|t| (t.token.clone(), json!(t.logprob))).collect::<serde_json::Map<String, serde_json::Value>>()).collect::<Vec<_>>(),
+    let id = format!(
+        "{}-{}",
+        if matches!(job.shape, Shape::Chat) {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
+        uuid::Uuid::new_v4().simple()
+    );
+    Ok(Started {
+        job,
+        seq,
+        lease,
+        id,
+        created: now_secs(),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sse_stream(
-    state: AppState,
-    mut seq: engine::Sequence,
-    lease: pool::Lease<Loaded>,
+/// The whole answer in one body, recorded before it leaves.
+async fn whole(ex: &mut Exchange, s: Started) -> Result<Response, ApiError> {
+    let Started {
+        job,
+        seq,
+        lease,
+        id,
+        created,
+    } = s;
+    let out = tokio::time::timeout(job.timeout, seq.collect())
+        .await
+        .map_err(|_| ApiError::timeout("request deadline passed"))??;
+    drop(lease);
+    let logprobs = out
+        .tokens
+        .iter()
+        .filter_map(|t| t.logprob.as_ref())
+        .map(TokenLogprob::from)
+        .collect::<Vec<_>>();
+    let has_lp = out.tokens.iter().any(|t| t.logprob.is_some());
+    // Output guardrails: the audit keeps what the model wrote (placeholders, redactions),
+    // the client gets the originals back.
+    let (seen, text) = match ex.guard.as_mut() {
+        Some(g) => ex.state.guards.answer(g, &out.text),
+        None => (out.text.clone(), out.text.clone()),
+    };
+    let f = &out.finish;
+    let cost_usd = crate::audit::local_cost(&ex.state, f.compute_s);
+    let done = Done {
+        output: Output::Text(seen),
+        tokens_in: f.prompt_tokens,
+        tokens_out: f.completion_tokens,
+        cost_usd,
+        work: Work::Generation(f),
+    };
+    // The record is durable before the answer leaves: no acknowledged request is missing.
+    ex.ok(done).await?;
+    let (usage, reason, model) = (
+        Usage::new(f.prompt_tokens, f.completion_tokens),
+        finish_reason(f.reason),
+        ex.model().to_owned(),
+    );
+    let mut resp = match job.shape {
+        Shape::Chat => axum::Json(ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model,
+            choices: [ChatChoice {
+                index: 0,
+                message: OutMessage {
+                    role: "assistant",
+                    content: text,
+                },
+                logprobs: has_lp.then_some(ChoiceLogprobs { content: logprobs }),
+                finish_reason: reason,
+            }],
+            usage,
+            system_fingerprint: Some("rightsize"),
+            rightsize: ex.guard.as_ref().map(|g| Rightsize::Guard { guard: g.into() }),
+        })
+        .into_response(),
+        Shape::Completion => {
+            let text = format!("{}{}", job.echo_prefix.unwrap_or_default(), text);
+            let logprobs = has_lp.then(|| LegacyLogprobs::from(&logprobs[..]));
+            let choices = vec![TextChoice {
+                index: 0,
+                text,
+                logprobs,
+                finish_reason: Some(reason),
+            }];
+            axum::Json(TextCompletion {
+                id: &id,
+                object: "text_completion",
+                created,
+                model: &model,
+                choices,
+                usage: Some(usage),
+            })
+            .into_response()
+        }
+    };
+    timing_headers(&mut resp, &ex.timings, f);
+    Ok(resp)
+}
+
+/// The engine's own time (tokenize/template/submit + queue + prefill + decode), so a client
+/// can tell the gateway's overhead from the model's work; and where the rest went.
+fn timing_headers(resp: &mut Response, t: &crate::exchange::Timings, f: &engine::Finish) {
+    let engine = t.submit + f.total_time;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let h = resp.headers_mut();
+    if let Ok(v) = format!("{:.3}", ms(engine)).parse() {
+        h.insert(ENGINE_MS_HEADER, v);
+    }
+    let timing = format!(
+        "lease;dur={:.3}, hop;dur={:.3}, submit;dur={:.3}, queue;dur={:.3}, ttft;dur={:.3}, engine;dur={:.3}, audit;dur={:.3}, total;dur={:.3}",
+        ms(t.lease), ms(t.hop), ms(t.submit), ms(f.queue_time), ms(f.time_to_first_token), ms(engine), ms(t.audit), ms(t.started.elapsed())
+    );
+    if let Ok(v) = timing.parse() {
+        h.insert("server-timing", v);
+    }
+}
+
+/// The SSE events of one stream: chat chunks or legacy completion chunks.
+struct Chunks {
     id: String,
     created: u64,
-    job: Job,
-    timeout: Duration,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    class: &'static str,
-    t0: Instant,
-) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    /// Counts the request as cancelled if the stream is dropped (client gone) before Done,
-    /// and then records it in the audit log (best effort: nobody is waiting for it).
-    struct Finished {
-        done: bool,
-        metrics: std::sync::Arc<crate::metrics::Metrics>,
-        model: String,
-        class: &'static str,
-        /// Set once the stream has written (or started writing) its own audit record.
-        audited: bool,
-        state: AppState,
-        ctx: crate::audit::Ctx,
-        input: String,
-        text: String,
+    model: String,
+    chat: bool,
+}
+
+impl Chunks {
+    fn event(body: &impl serde::Serialize) -> SseEvent {
+        SseEvent::default().data(serde_json::to_string(body).unwrap_or_default())
     }
-    impl Drop for Finished {
-        fn drop(&mut self) {
-            if !self.done {
-                self.metrics.cancelled(&self.model, self.class);
-            }
-            if !self.audited && self.state.audit.is_some() {
-                let rec = store::AuditRecord {
-                    status: "cancelled".into(),
-                    ..self.ctx.record(&self.state, "request", Some(&self.model), &self.input, &self.text)
-                };
-                let state = self.state.clone();
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move { crate::audit::record_failure(&state, rec).await });
-                }
-            }
+
+    fn delta(&self, delta: Delta, reason: Option<&'static str>, lp: Option<TokenLogprob>) -> SseEvent {
+        let (id, created, model) = (self.id.as_str(), self.created, self.model.as_str());
+        if self.chat {
+            let logprobs = lp.map(|l| ChoiceLogprobs { content: vec![l] });
+            let choices = [ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason: reason,
+            }];
+            Self::event(&ChatChunk {
+                id,
+                object: "chat.completion.chunk",
+                created,
+                model,
+                system_fingerprint: "rightsize",
+                choices,
+            })
+        } else {
+            let logprobs = lp.map(|l| LegacyLogprobs::from(std::slice::from_ref(&l)));
+            let choices = vec![TextChoice {
+                index: 0,
+                text: delta.content.unwrap_or_default(),
+                logprobs,
+                finish_reason: reason,
+            }];
+            Self::event(&TextCompletion {
+                id,
+                object: "text_completion",
+                created,
+                model,
+                choices,
+                usage: None,
+            })
         }
     }
-    let mut job = job;
-    let mut sg = job.guard.take();
+
+    fn text(&self, text: String, lp: Option<TokenLogprob>) -> SseEvent {
+        self.delta(
+            Delta {
+                role: None,
+                content: Some(text),
+            },
+            None,
+            lp,
+        )
+    }
+
+    fn usage(&self, usage: Usage) -> SseEvent {
+        let object = if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
+        Self::event(&TextCompletion {
+            id: &self.id,
+            object,
+            created: self.created,
+            model: &self.model,
+            choices: Vec::new(),
+            usage: Some(usage),
+        })
+    }
+
+    /// An error event ends the stream instead of an answer.
+    fn error(message: &str, kind: &str) -> SseEvent {
+        Self::event(&StreamError {
+            error: StreamErrorBody { message, kind },
+        })
+    }
+}
+
+/// The answer as SSE chunks ending in `data: [DONE]`. Dropped before its end (the client
+/// went away), the exchange records it as cancelled.
+fn sse_stream(mut ex: Exchange, s: Started) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
+    let Started {
+        job,
+        mut seq,
+        lease,
+        id,
+        created,
+    } = s;
+    let chunks = Chunks {
+        id,
+        created,
+        model: ex.model().to_owned(),
+        chat: matches!(job.shape, Shape::Chat),
+    };
     async_stream::stream! {
         let _lease = lease; // the model stays resident while the stream lives
-        let mut finished = Finished {
-            done: false, metrics: metrics.clone(), model: job.model.clone(), class,
-            audited: false, state: state.clone(), ctx: job.audit.clone(), input: job.audit_input.clone(), text: String::new(),
-        };
-        // An error event ends the stream instead of `[DONE]` (nothing after it is an answer).
-        let error_event = |message: &str, kind: &str| SseEvent::default().data(json!({"error": {"message": message, "type": kind}}).to_string());
-        let chat = matches!(job.shape, Shape::Chat);
-        let chunk = |delta: serde_json::Value, reason: Option<&str>, lp: Option<serde_json::Value>| -> SseEvent {
-            let body = if chat {
-                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": job.model,
-                       "system_fingerprint": "rightsize",
-                       "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": reason}]})
-            } else {
-                json!({"id": id, "object": "text_completion", "created": created, "model": job.model,
-                       "choices": [{"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": lp, "finish_reason": reason}]})
-            };
-            SseEvent::default().data(body.to_string())
-        };
-        if chat {
-            yield Ok(chunk(json!({"role": "assistant", "content": ""}), None, None));
+        ex.stream_started();
+        if chunks.chat {
+            yield Ok(chunks.delta(Delta { role: Some("assistant"), content: Some(String::new()) }, None, None));
         } else if let Some(prefix) = &job.echo_prefix {
-            yield Ok(chunk(json!({"content": prefix}), None, None));
+            yield Ok(chunks.text(prefix.clone(), None));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + job.timeout;
         loop {
             let ev = match tokio::time::timeout_at(deadline, seq.next()).await {
                 Ok(Some(ev)) => ev,
                 Ok(None) => {
                     // The engine went away mid-sequence (the model was unloaded).
-                    finished.audited = true;
-                    let rec = store::AuditRecord { status: "error:503".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
-                    crate::audit::record_failure(&state, rec).await;
+                    ex.stream_failed(503, false).await;
                     break;
                 }
                 Err(_) => {
                     seq.cancel();
-                    finished.audited = true;
-                    let rec = store::AuditRecord { status: "error:504".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
-                    crate::audit::record_failure(&state, rec).await;
-                    yield Ok(error_event("request deadline passed", "timeout_error"));
+                    ex.stream_failed(504, false).await;
+                    yield Ok(Chunks::error("request deadline passed", "timeout_error"));
                     break;
                 }
             };
             match ev {
                 Event::Token(t) => {
-                    let lp = t.logprob.as_ref().map(|l| if chat { json!({"content": [TokenLogprob::from(l)]}) } else { legacy_logprobs(&[TokenLogprob::from(l)]) });
-                    finished.text.push_str(&t.text);
-                    let piece = match sg.as_mut() {
+                    let lp = t.logprob.as_ref().map(TokenLogprob::from);
+                    ex.partial.push_str(&t.text);
+                    let piece = match ex.guard.as_mut() {
                         Some(g) => g.stream_piece(&t.text),
                         None => t.text.clone(),
                     };
                     if !piece.is_empty() || lp.is_some() {
-                        yield Ok(chunk(json!({"content": piece}), None, lp));
+                        yield Ok(chunks.text(piece, lp));
                     }
                 }
                 Event::Done(f) => {
-                    finished.text.push_str(&f.tail);
-                    let tail = match sg.as_mut() {
+                    ex.partial.push_str(&f.tail);
+                    let tail = match ex.guard.as_mut() {
                         Some(g) => format!("{}{}", g.stream_piece(&f.tail), g.stream_flush()),
                         None => f.tail.clone(),
                     };
                     if !tail.is_empty() {
-                        yield Ok(chunk(json!({"content": tail}), None, None));
+                        yield Ok(chunks.text(tail, None));
                     }
-                    if let Some(g) = &sg {
-                        state.metrics.guard_events("request", &g.events);
-                    }
-                    metrics.finished(&job.model, class, &f, t0.elapsed());
-                    finished.done = true;
                     // Durable before the finish chunk and `[DONE]`; if it cannot be written the
                     // stream ends in an error event and the client sees no completed answer.
-                    finished.audited = true;
-                    let rec = store::AuditRecord {
-                        tokens_in: f.prompt_tokens as i64,
-                        tokens_out: f.completion_tokens as i64,
-                        cost_usd: crate::audit::local_cost(&state, f.compute_s),
-                        guard: sg.as_ref().map(|g| g.report()).unwrap_or_else(|| json!({})),
-                        ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text)
-                    };
-                    if let Err(e) = crate::audit::record(&state, rec).await {
-                        yield Ok(error_event(&e.message, e.kind));
+                    let cost_usd = crate::audit::local_cost(&ex.state, f.compute_s);
+                    let output = Output::Text(ex.partial.clone());
+                    let done = Done { output, tokens_in: f.prompt_tokens, tokens_out: f.completion_tokens, cost_usd, work: Work::Generation(&f) };
+                    if let Err(e) = ex.ok(done).await {
+                        yield Ok(Chunks::error(&e.message, e.kind));
                         return;
                     }
-                    yield Ok(chunk(json!({}), Some(finish_reason(f.reason)), None));
-                    if job.include_usage {
-                        let u = Usage::new(f.prompt_tokens, f.completion_tokens);
-                        let body = json!({"id": id, "object": if chat { "chat.completion.chunk" } else { "text_completion" }, "created": created, "model": job.model, "choices": [], "usage": u});
-                        yield Ok(SseEvent::default().data(body.to_string()));
+                    yield Ok(chunks.delta(Delta::default(), Some(finish_reason(f.reason)), None));
+                    if job.delivery.include_usage {
+                        yield Ok(chunks.usage(Usage::new(f.prompt_tokens, f.completion_tokens)));
                     }
                     break;
                 }
                 Event::Error(e) => {
-                    finished.done = true;
-                    finished.audited = true;
-                    let rec = store::AuditRecord { status: "error:500".into(), ..finished.ctx.record(&state, "request", Some(&job.model), &finished.input, &finished.text) };
-                    crate::audit::record_failure(&state, rec).await;
-                    yield Ok(error_event(&e, "server_error"));
+                    ex.stream_failed(500, true).await;
+                    yield Ok(Chunks::error(&e, "server_error"));
                     break;
                 }
             }

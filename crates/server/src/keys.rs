@@ -16,7 +16,9 @@ pub struct StoreKeys {
 impl StoreKeys {
     /// Load the keys now and keep refreshing them every `every`.
     pub async fn start(store: store::Store, every: Duration) -> Result<Arc<Self>, store::StoreError> {
-        let me = Arc::new(Self { by_hash: RwLock::new(HashMap::new()) });
+        let me = Arc::new(Self {
+            by_hash: RwLock::new(HashMap::new()),
+        });
         me.refresh(&store).await?;
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
@@ -56,7 +58,13 @@ fn lookup(k: store::ApiKey) -> KeyLookup {
         return KeyLookup::Revoked;
     }
     if !k.has(store::KeyScope::Inference) && !k.has(store::KeyScope::Admin) {
-        return KeyLookup::Refused { reason: format!("API key {} has no scope the server knows; its requests are refused", k.id), key_id: k.id };
+        return KeyLookup::Refused {
+            reason: format!(
+                "API key {} has no scope the server knows; its requests are refused",
+                k.id
+            ),
+            key_id: k.id,
+        };
     }
     let guard = match k.guard.as_deref().map(serde_json::from_str::<guard::Guardrails>) {
         None => None,
@@ -73,7 +81,11 @@ fn lookup(k: store::ApiKey) -> KeyLookup {
     };
     KeyLookup::Active(Caller {
         admin: k.has(store::KeyScope::Admin),
-        default_priority: if k.priority == "batch" { engine::Priority::Batch } else { engine::Priority::Interactive },
+        default_priority: if k.priority == "batch" {
+            engine::Priority::Batch
+        } else {
+            engine::Priority::Interactive
+        },
         guard,
         limits: k.limits,
         key_id: Some(k.id),
@@ -82,6 +94,11 @@ fn lookup(k: store::ApiKey) -> KeyLookup {
 
 impl KeyCheck for StoreKeys {
     fn check(&self, secret: &str) -> KeyLookup {
-        self.by_hash.read().unwrap_or_else(|p| p.into_inner()).get(&store::hash_secret(secret)).cloned().unwrap_or(KeyLookup::Unknown)
+        self.by_hash
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&store::hash_secret(secret))
+            .cloned()
+            .unwrap_or(KeyLookup::Unknown)
     }
 }

@@ -1,10 +1,13 @@
 //! What the pool holds: a llama.cpp decoder engine or a candle encoder, loaded from the cache.
 
 use crate::config::ModelConfig;
+use pool::{LoadError, LoadErrorKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A resident model.
+// One value per resident model (a handful at most): boxing the engine would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Loaded {
     Decoder(engine::Engine),
     Encoder { model: encoder::Encoder, bytes: u64 },
@@ -46,10 +49,12 @@ pub struct CacheLoader {
 }
 
 impl CacheLoader {
-    fn source(&self, id: &str) -> Result<(&ModelConfig, std::path::PathBuf), String> {
-        let m = self.models.get(id).ok_or_else(|| format!("unknown model {id}"))?;
+    fn source(&self, id: &str) -> Result<(&ModelConfig, std::path::PathBuf), LoadError> {
+        let unknown = || LoadError::new(LoadErrorKind::Unknown, format!("unknown model {id}"));
+        let m = self.models.get(id).ok_or_else(unknown)?;
         let src = m.source.as_deref().unwrap_or(&m.id);
-        let path = supply::resolve_model(&self.cache, src).map_err(|e| e.to_string())?;
+        let missing = |e: supply::PullError| LoadError::new(LoadErrorKind::Missing, e.to_string());
+        let path = supply::resolve_model(&self.cache, src).map_err(missing)?;
         Ok((m, path))
     }
 }
@@ -57,8 +62,11 @@ impl CacheLoader {
 /// Refuses a model whose file changed since its sha256 was verified: the marker's stamp (size,
 /// mtime) matches, or the file hashes to the marker's digest (`supply::verified_model_digest`).
 /// One `stat` for an untouched file; never under the pool's lock (loads run on their own).
-fn check_verified(id: &str, path: &std::path::Path) -> Result<(), String> {
-    supply::verified_model_digest(path, &supply::NoProgress).map(|_| ()).map_err(|e| format!("model `{id}` refused: {e}"))
+fn check_verified(id: &str, path: &std::path::Path) -> Result<(), LoadError> {
+    let refused = |e: supply::PullError| LoadError::new(LoadErrorKind::Refused, format!("model `{id}` refused: {e}"));
+    supply::verified_model_digest(path, &supply::NoProgress)
+        .map(|_| ())
+        .map_err(refused)
 }
 
 fn dir_bytes(p: &std::path::Path) -> u64 {
@@ -66,7 +74,12 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         return p.metadata().map(|m| m.len()).unwrap_or(0);
     }
     std::fs::read_dir(p)
-        .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -77,12 +90,15 @@ fn usable(asleep: &engine::Model, path: &std::path::Path, cfg: &engine::EngineCo
 }
 
 impl pool::Loader<Loaded> for CacheLoader {
-    fn estimate(&self, id: &str, asleep: Option<&Arc<engine::Model>>) -> Result<u64, String> {
+    fn estimate(&self, id: &str, asleep: Option<&Arc<engine::Model>>) -> Result<u64, LoadError> {
         let (m, path) = self.source(id)?;
         // Sized from the asleep model even if `load` finds it stale and parses the file
         // again (same size unless the file was replaced); no disk check under the pool's lock.
         if let Some(model) = asleep {
-            return Ok(decoder_bytes(model, engine_config(m).n_ctx as u64 * model.info().kv_bytes_per_token()));
+            return Ok(decoder_bytes(
+                model,
+                engine_config(m).n_ctx as u64 * model.info().kv_bytes_per_token(),
+            ));
         }
         let weights = dir_bytes(&path);
         if !path.is_file() {
@@ -93,29 +109,32 @@ impl pool::Loader<Loaded> for CacheLoader {
         Ok(weights + m.ctx as u64 * m.max_sequences as u64 * 28 * 1024 + VOCAB_ESTIMATE)
     }
 
-    fn load(&self, id: &str, asleep: Option<Arc<engine::Model>>) -> Result<Loaded, String> {
+    fn load(&self, id: &str, asleep: Option<Arc<engine::Model>>) -> Result<Loaded, LoadError> {
         let (m, path) = self.source(id)?;
         check_verified(id, &path)?;
         if path.is_dir() {
-            let model = encoder::Encoder::load(&path, encoder::EncoderOptions::default()).map_err(|e| e.to_string())?;
-            return Ok(Loaded::Encoder { model, bytes: dir_bytes(&path) });
+            let model = encoder::Encoder::load(&path, encoder::EncoderOptions::default()).map_err(LoadError::failed)?;
+            return Ok(Loaded::Encoder {
+                model,
+                bytes: dir_bytes(&path),
+            });
         }
         let cfg = engine_config(m);
         let engine = match asleep.filter(|a| usable(a, &path, &cfg)) {
             Some(model) => engine::Engine::start(model, cfg),
             None => engine::Engine::load(&path, cfg),
         };
-        engine.map(Loaded::Decoder).map_err(|e| e.to_string())
+        engine.map(Loaded::Decoder).map_err(LoadError::failed)
     }
 
-    fn prepare(&self, id: &str) -> Result<Option<(Arc<engine::Model>, u64)>, String> {
+    fn prepare(&self, id: &str) -> Result<Option<(Arc<engine::Model>, u64)>, LoadError> {
         let (m, path) = self.source(id)?;
         if !path.is_file() {
             return Ok(None); // encoders load in ~100 ms; nothing to keep
         }
         check_verified(id, &path)?;
         let cfg = engine_config(m);
-        let model = engine::Model::load(&path, cfg.n_gpu_layers, cfg.repack).map_err(|e| e.to_string())?;
+        let model = engine::Model::load(&path, cfg.n_gpu_layers, cfg.repack).map_err(LoadError::failed)?;
         if !model.can_sleep() {
             return Ok(None);
         }
@@ -149,6 +168,9 @@ pub fn build_pool(cache: supply::Cache, models: &[ModelConfig], budget: u64, wai
             (m.id.clone(), pool::Policy { keep_alive, pin: m.pin })
         })
         .collect();
-    let loader = CacheLoader { cache, models: models.iter().map(|m| (m.id.clone(), m.clone())).collect() };
+    let loader = CacheLoader {
+        cache,
+        models: models.iter().map(|m| (m.id.clone(), m.clone())).collect(),
+    };
     pool::Pool::new(budget, Arc::new(loader), policies, wait)
 }

@@ -27,7 +27,10 @@ pub struct Quotas {
 
 impl Quotas {
     pub fn new(store: store::Store) -> Self {
-        Self { store, limited: RwLock::new(HashSet::new()) }
+        Self {
+            store,
+            limited: RwLock::new(HashSet::new()),
+        }
     }
 
     fn is_limited(&self, key_id: &str) -> bool {
@@ -45,16 +48,25 @@ impl Quotas {
 
 /// Admit the caller's request, or refuse it with 429 + `Retry-After` when a limit is reached.
 pub async fn check(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    let (Some(key_id), false) = (&caller.key_id, caller.limits.is_empty()) else { return Ok(()) };
+    let (Some(key_id), false) = (&caller.key_id, caller.limits.is_empty()) else {
+        return Ok(());
+    };
     let Some(q) = &state.quota else {
         tracing::warn!(key = %key_id, "the key has quotas but the server has no store to count them in; not enforced");
         return Ok(());
     };
     q.mark_limited(key_id);
-    match q.store.quota_admit(key_id, &caller.limits, store::now_ms() / 1000).await {
+    match q
+        .store
+        .quota_admit(key_id, &caller.limits, store::now_ms() / 1000)
+        .await
+    {
         Ok(store::Admission::Admitted) => Ok(()),
         Ok(store::Admission::Refused { limit, retry_after_s }) => {
-            let mut e = ApiError::overloaded(format!("this API key's quota of {limit} is used up; retry in {retry_after_s} s"), retry_after_s);
+            let mut e = ApiError::overloaded(
+                format!("this API key's quota of {limit} is used up; retry in {retry_after_s} s"),
+                retry_after_s,
+            );
             e.code = Some("quota_exceeded");
             Err(e)
         }
@@ -68,11 +80,17 @@ pub async fn check(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
 
 /// Add a finished request's or task run's tokens and cost to its key's quota windows.
 pub async fn charge(state: &AppState, rec: &store::AuditRecord) {
-    let (Some(q), Some(key_id)) = (&state.quota, &rec.key_id) else { return };
+    let (Some(q), Some(key_id)) = (&state.quota, &rec.key_id) else {
+        return;
+    };
     if !q.is_limited(key_id) {
         return;
     }
-    if let Err(e) = q.store.quota_charge(key_id, rec.tokens_in + rec.tokens_out, rec.cost_usd, rec.ts_ms / 1000).await {
+    if let Err(e) = q
+        .store
+        .quota_charge(key_id, rec.tokens_in + rec.tokens_out, rec.cost_usd, rec.ts_ms / 1000)
+        .await
+    {
         tracing::warn!(key = %key_id, error = %e, "could not count the request's use against the key's quota");
     }
 }

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 /// The first round runs one period after start (not while the server is warming up).
 pub fn spawn(state: &AppState) {
     let every = state.cfg.shadow.reeval_every_s;
-    let Some(mesh) = state.mesh.clone().filter(|_| every > 0) else { return };
+    let Some(mesh) = state.mesh.clone().filter(|_| every > 0) else {
+        return;
+    };
     if mesh.store().is_none() {
         tracing::warn!("[shadow] reeval_every_s is set but no store is configured: re-evaluation is off");
         return;
@@ -38,15 +40,17 @@ pub fn spawn(state: &AppState) {
         std::future::pending::<()>().await
     });
     let (state, handle) = (state.clone(), tokio::runtime::Handle::current());
-    let spawned = std::thread::Builder::new().name("rightsize-reeval".into()).spawn(move || {
-        handle.block_on(async move {
-            tokio::select! {
-                biased; // shutdown first: nothing polls the runtime's timers after it
-                _ = gone => {}
-                _ = rounds(&state, &mesh, Duration::from_secs(every)) => {}
-            }
-        })
-    });
+    let spawned = std::thread::Builder::new()
+        .name("rightsize-reeval".into())
+        .spawn(move || {
+            handle.block_on(async move {
+                tokio::select! {
+                    biased; // shutdown first: nothing polls the runtime's timers after it
+                    _ = gone => {}
+                    _ = rounds(&state, &mesh, Duration::from_secs(every)) => {}
+                }
+            })
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the re-evaluation thread");
     }
@@ -60,7 +64,9 @@ async fn rounds(state: &AppState, mesh: &mesh::Mesh, period: Duration) {
         let tasks: Vec<Arc<mesh::Task>> = mesh.registry.latest().filter(|t| t.dataset_path().is_some()).collect();
         for task in tasks {
             match run(state, mesh, &task).await {
-                Ok(r) => tracing::info!(task = %r.task, version = r.version, quality = r.quality, n = r.n, alert = r.alert, seconds = r.seconds, "re-evaluated"),
+                Ok(r) => {
+                    tracing::info!(task = %r.task, version = r.version, quality = r.quality, n = r.n, alert = r.alert, seconds = r.seconds, "re-evaluated")
+                }
                 Err(e) => tracing::warn!(task = %task.spec.name, error = %e, "re-evaluation failed"),
             }
         }
@@ -73,12 +79,17 @@ pub async fn run(state: &AppState, mesh: &mesh::Mesh, task: &mesh::Task) -> Resu
     let cfg = &state.cfg.shadow;
     let name = &task.spec.name;
     let path = task.dataset_path().ok_or("the task has no `dataset`")?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let dataset_hash = hex::encode(Sha256::digest(&bytes));
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
     let data = eval::Dataset::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let outcomes = mesh.evaluate(task, &data, cfg.reeval_concurrency, &|_, _| {}).await.map_err(|e| e.to_string())?;
+    let outcomes = mesh
+        .evaluate(task, &data, cfg.reeval_concurrency, &|_, _| {})
+        .await
+        .map_err(|e| e.to_string())?;
     let tiers: Vec<String> = task.tiers().map(|t| t.id()).collect();
     let thresholds: Vec<f64> = task.tiers().take(tiers.len() - 1).map(|t| t.threshold).collect();
     let ci = eval::CiOptions::default();
@@ -86,15 +97,26 @@ pub async fn run(state: &AppState, mesh: &mesh::Mesh, task: &mesh::Task) -> Resu
     let served = eval::simulate_cascade(&outcomes, &cascade, &ci).map_err(|e| e.to_string())?;
     let mut per_tier = BTreeMap::new();
     for t in &tiers {
-        let alone = eval::simulate_cascade(&outcomes, &eval::Cascade::single(t.clone()), &ci).map_err(|e| e.to_string())?;
+        let alone =
+            eval::simulate_cascade(&outcomes, &eval::Cascade::single(t.clone()), &ci).map_err(|e| e.to_string())?;
         per_tier.insert(t.clone(), alone.quality.mean);
     }
     let summary = eval::RunSummary::from_result(name, "all", &served);
-    let baseline = store.reeval_baseline(name, &dataset_hash).await.map_err(|e| e.to_string())?;
-    let verdict = baseline.as_ref().and_then(|b| serde_json::from_value::<eval::RunSummary>(b.summary.clone()).ok()).map(|b| eval::gate(&b, &summary, cfg.reeval_tolerance));
+    let baseline = store
+        .reeval_baseline(name, &dataset_hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    let verdict = baseline
+        .as_ref()
+        .and_then(|b| serde_json::from_value::<eval::RunSummary>(b.summary.clone()).ok())
+        .map(|b| eval::gate(&b, &summary, cfg.reeval_tolerance));
     let reason = verdict.filter(|v| !v.passed).map(|v| {
         let base = baseline.as_ref().map(|b| b.version).unwrap_or_default();
-        format!("{name}: re-evaluation of v{} against v{base}: {}", task.spec.version, v.reasons.join("; "))
+        format!(
+            "{name}: re-evaluation of v{} against v{base}: {}",
+            task.spec.version,
+            v.reasons.join("; ")
+        )
     });
     let rec = store::ReevalRecord {
         id: format!("reeval_{:016x}", rand::random::<u64>()),

@@ -63,10 +63,17 @@ impl ServerSecret {
     /// others read it.
     fn create(path: &Path) -> Result<Self, SecretError> {
         let err = |e| SecretError::Create(path.to_owned(), e);
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let key: [u8; 32] = rand::random();
-        let tmp = dir.join(format!(".server.key.{}.{:x}", std::process::id(), rand::random::<u64>()));
+        let tmp = dir.join(format!(
+            ".server.key.{}.{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -99,7 +106,10 @@ impl ServerSecret {
 
     /// `hmac-sha256:<hex>` of a text: what the audit log keeps under `content = "hashes"`.
     pub fn content_hash(&self, text: &str) -> String {
-        format!("hmac-sha256:{}", hex::encode(mac(&self.key, &[b"rightsize audit content v1\0", text.as_bytes()])))
+        format!(
+            "hmac-sha256:{}",
+            hex::encode(mac(&self.key, &[b"rightsize audit content v1\0", text.as_bytes()]))
+        )
     }
 
     /// The key for the `hash` PII mode, derived from the server key so the key itself never
@@ -119,7 +129,10 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// Where the key lives: `audit.key_file`, else `<cache>/server.key`.
 pub fn key_path(cfg: &crate::ServerConfig, cache_root: &Path) -> PathBuf {
-    cfg.audit.key_file.clone().unwrap_or_else(|| cache_root.join("server.key"))
+    cfg.audit
+        .key_file
+        .clone()
+        .unwrap_or_else(|| cache_root.join("server.key"))
 }
 
 #[cfg(test)]
@@ -131,27 +144,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/server.key");
         let keys: Vec<ServerSecret> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..8).map(|_| s.spawn(|| ServerSecret::load_or_create(&path).unwrap())).collect();
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| ServerSecret::load_or_create(&path).unwrap()))
+                .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(keys.iter().all(|k| k.key == keys[0].key), "every concurrent start agrees on one key");
-        assert_eq!(ServerSecret::load_or_create(&path).unwrap().key, keys[0].key, "a restart reads the same key");
+        assert!(
+            keys.iter().all(|k| k.key == keys[0].key),
+            "every concurrent start agrees on one key"
+        );
+        assert_eq!(
+            ServerSecret::load_or_create(&path).unwrap().key,
+            keys[0].key,
+            "a restart reads the same key"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
-        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left.len(), 1, "no temporary files left: {left:?}");
     }
 
     #[test]
     fn hashes_are_keyed() {
         let (a, b) = (ServerSecret::ephemeral(), ServerSecret::ephemeral());
-        let plain = format!("sha256:{}", hex::encode(<Sha256 as sha2::Digest>::digest(b"4111 1111 1111 1111")));
-        assert_eq!(a.content_hash("4111 1111 1111 1111"), a.content_hash("4111 1111 1111 1111"));
-        assert_ne!(a.content_hash("4111 1111 1111 1111"), b.content_hash("4111 1111 1111 1111"), "another key, another hash");
-        assert!(!a.content_hash("4111 1111 1111 1111").contains(&plain[7..]), "not the unkeyed sha256");
+        let plain = format!(
+            "sha256:{}",
+            hex::encode(<Sha256 as sha2::Digest>::digest(b"4111 1111 1111 1111"))
+        );
+        assert_eq!(
+            a.content_hash("4111 1111 1111 1111"),
+            a.content_hash("4111 1111 1111 1111")
+        );
+        assert_ne!(
+            a.content_hash("4111 1111 1111 1111"),
+            b.content_hash("4111 1111 1111 1111"),
+            "another key, another hash"
+        );
+        assert!(
+            !a.content_hash("4111 1111 1111 1111").contains(&plain[7..]),
+            "not the unkeyed sha256"
+        );
         assert!(a.content_hash("x").starts_with("hmac-sha256:"));
         assert_ne!(a.pii_salt(), b.pii_salt());
         assert_eq!(a.pii_salt().len(), 64);
@@ -164,7 +203,15 @@ mod tests {
         std::fs::write(&path, "not hex").unwrap();
         let e = ServerSecret::load_or_create(&path).unwrap_err();
         assert!(e.to_string().contains("not 64 hex digits"), "{e}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not hex", "the file is left as it was");
-        assert_eq!(format!("{:?}", ServerSecret::ephemeral()), "ServerSecret(..)", "Debug shows nothing of the key");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "not hex",
+            "the file is left as it was"
+        );
+        assert_eq!(
+            format!("{:?}", ServerSecret::ephemeral()),
+            "ServerSecret(..)",
+            "Debug shows nothing of the key"
+        );
     }
 }

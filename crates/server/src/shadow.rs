@@ -54,7 +54,16 @@ pub struct ShadowConfig {
 
 impl Default for ShadowConfig {
     fn default() -> Self {
-        Self { rate: 0.0, max_in_flight: 2, window: 100, min_samples: 20, min_agreement: 0.8, reeval_every_s: 0, reeval_concurrency: 4, reeval_tolerance: 0.02 }
+        Self {
+            rate: 0.0,
+            max_in_flight: 2,
+            window: 100,
+            min_samples: 20,
+            min_agreement: 0.8,
+            reeval_every_s: 0,
+            reeval_concurrency: 4,
+            reeval_tolerance: 0.02,
+        }
     }
 }
 
@@ -70,6 +79,8 @@ impl ShadowConfig {
         if self.min_samples > self.window {
             return bad("min_samples cannot exceed window (the alert could never fire)");
         }
+        // Written so that NaN is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(0.0..=1.0).contains(&self.min_agreement) || !(self.reeval_tolerance >= 0.0) {
             return bad("min_agreement must be between 0 and 1 and reeval_tolerance 0 or more");
         }
@@ -77,7 +88,11 @@ impl ShadowConfig {
     }
 
     pub fn rule(&self) -> store::DriftRule {
-        store::DriftRule { window: self.window, min_samples: self.min_samples, min_agreement: self.min_agreement }
+        store::DriftRule {
+            window: self.window,
+            min_samples: self.min_samples,
+            min_agreement: self.min_agreement,
+        }
     }
 }
 
@@ -93,19 +108,68 @@ pub struct ShadowMetrics {
 
 impl ShadowMetrics {
     pub fn new(registry: &Registry) -> Self {
-        let runs = IntCounterVec::new(Opts::new("rightsize_shadow_runs_total", "Shadow runs on the top tier, by whether the served answer agreed (true, false, error)"), &["task", "agree"]).unwrap();
-        let skipped = IntCounterVec::new(Opts::new("rightsize_shadow_skipped_total", "Sampled runs not shadowed because max_in_flight shadow runs were busy"), &["task"]).unwrap();
-        let agreement = GaugeVec::new(Opts::new("rightsize_shadow_agreement", "Mean agreement of the task's last `window` shadow samples"), &["task"]).unwrap();
-        let alert = GaugeVec::new(Opts::new("rightsize_drift_alert", "1 while a drift alert is raised (source: shadow or reeval)"), &["task", "source"]).unwrap();
-        let alerts = IntCounterVec::new(Opts::new("rightsize_drift_alerts_total", "Drift alerts raised (source: shadow or reeval)"), &["task", "source"]).unwrap();
-        let reeval_quality = GaugeVec::new(Opts::new("rightsize_reeval_quality", "Quality of the served cascade at the last scheduled re-evaluation"), &["task"]).unwrap();
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "rightsize_shadow_runs_total",
+                "Shadow runs on the top tier, by whether the served answer agreed (true, false, error)",
+            ),
+            &["task", "agree"],
+        )
+        .unwrap();
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                "rightsize_shadow_skipped_total",
+                "Sampled runs not shadowed because max_in_flight shadow runs were busy",
+            ),
+            &["task"],
+        )
+        .unwrap();
+        let agreement = GaugeVec::new(
+            Opts::new(
+                "rightsize_shadow_agreement",
+                "Mean agreement of the task's last `window` shadow samples",
+            ),
+            &["task"],
+        )
+        .unwrap();
+        let alert = GaugeVec::new(
+            Opts::new(
+                "rightsize_drift_alert",
+                "1 while a drift alert is raised (source: shadow or reeval)",
+            ),
+            &["task", "source"],
+        )
+        .unwrap();
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "rightsize_drift_alerts_total",
+                "Drift alerts raised (source: shadow or reeval)",
+            ),
+            &["task", "source"],
+        )
+        .unwrap();
+        let reeval_quality = GaugeVec::new(
+            Opts::new(
+                "rightsize_reeval_quality",
+                "Quality of the served cascade at the last scheduled re-evaluation",
+            ),
+            &["task"],
+        )
+        .unwrap();
         registry.register(Box::new(runs.clone())).unwrap();
         registry.register(Box::new(skipped.clone())).unwrap();
         for g in [&agreement, &alert, &reeval_quality] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         registry.register(Box::new(alerts.clone())).unwrap();
-        Self { runs, skipped, agreement, alert, alerts, reeval_quality }
+        Self {
+            runs,
+            skipped,
+            agreement,
+            alert,
+            alerts,
+            reeval_quality,
+        }
     }
 }
 
@@ -127,16 +191,23 @@ impl Drop for Slot {
 
 impl Shadow {
     fn try_slot(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok().map(|_| Slot(self.clone()))
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(self.clone()))
     }
 
     /// Record whether `task`'s `source` signal is in alert; log and count only changes.
     pub(crate) fn set_alert(&self, m: &ShadowMetrics, task: &str, source: &'static str, reason: Option<&str>) {
         let was = {
             let mut raised = self.raised.lock().unwrap_or_else(|p| p.into_inner());
-            raised.insert((task.to_owned(), source), reason.is_some()).unwrap_or(false)
+            raised
+                .insert((task.to_owned(), source), reason.is_some())
+                .unwrap_or(false)
         };
-        m.alert.with_label_values(&[task, source]).set(if reason.is_some() { 1.0 } else { 0.0 });
+        m.alert
+            .with_label_values(&[task, source])
+            .set(if reason.is_some() { 1.0 } else { 0.0 });
         match (was, reason) {
             (false, Some(r)) => {
                 m.alerts.with_label_values(&[task, source]).inc();
@@ -159,7 +230,9 @@ pub fn after_run(state: &AppState, inputs: &BTreeMap<String, String>, opts: &Run
     if mesh.store().is_none() {
         return;
     }
-    let Ok(task) = mesh.task(&a.task, Some(a.version)) else { return };
+    let Ok(task) = mesh.task(&a.task, Some(a.version)) else {
+        return;
+    };
     let top = task.spec.ladder.len() - 1;
     let top_id = task.spec.ladder[top].get_ref().id();
     if a.tier == top_id || rand::random::<f64>() >= cfg.rate {
@@ -167,19 +240,51 @@ pub fn after_run(state: &AppState, inputs: &BTreeMap<String, String>, opts: &Run
     }
     let Some(slot) = state.shadow.try_slot(cfg.max_in_flight) else {
         state.metrics.shadow.skipped.with_label_values(&[&a.task]).inc();
-        *state.shadow.skipped.lock().unwrap_or_else(|p| p.into_inner()).entry(a.task.clone()).or_default() += 1;
+        *state
+            .shadow
+            .skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(a.task.clone())
+            .or_default() += 1;
         return;
     };
-    let opts = RunOptions { version: Some(a.version), priority: engine::Priority::Batch, only_tier: Some(top), no_record: true, guard: opts.guard.clone(), ..Default::default() };
+    let opts = RunOptions {
+        version: Some(a.version),
+        priority: engine::Priority::Batch,
+        only_tier: Some(top),
+        no_record: true,
+        guard: opts.guard.clone(),
+        ..Default::default()
+    };
     let (state, inputs, served) = (state.clone(), inputs.clone(), a.clone());
     let kind = task.spec.output.kind;
     tokio::spawn(async move {
         let _slot = slot;
         let res = mesh.run(&served.task, &inputs, opts).await;
         let (agreement, error, latency_ms, cost_usd) = match &res {
-            Ok(s) => match s.tiers.first().and_then(|t| t.output.as_ref().filter(|_| t.error.is_none())) {
-                Some(out) => (Some(agreement(kind, &served.output, out)), None, s.latency_ms, s.cost_usd),
-                None => (None, Some(s.tiers.first().and_then(|t| t.error.clone()).unwrap_or_else(|| "no output".into())), s.latency_ms, s.cost_usd),
+            Ok(s) => match s
+                .tiers
+                .first()
+                .and_then(|t| t.output.as_ref().filter(|_| t.error.is_none()))
+            {
+                Some(out) => (
+                    Some(agreement(kind, &served.output, out)),
+                    None,
+                    s.latency_ms,
+                    s.cost_usd,
+                ),
+                None => (
+                    None,
+                    Some(
+                        s.tiers
+                            .first()
+                            .and_then(|t| t.error.clone())
+                            .unwrap_or_else(|| "no output".into()),
+                    ),
+                    s.latency_ms,
+                    s.cost_usd,
+                ),
             },
             Err(e) => (None, Some(e.to_string()), 0.0, 0.0),
         };
@@ -202,7 +307,9 @@ pub fn after_run(state: &AppState, inputs: &BTreeMap<String, String>, opts: &Run
 /// Agreement of two answers of a task (0..1): `mesh::evaluate::score` both ways, the better
 /// of the two, so that for text "Rome" and "The capital is Rome." agree.
 pub fn agreement(kind: OutputKind, served: &Value, shadow: &Value) -> f64 {
-    let as_expected = |v: &Value| serde_json::from_value::<eval::Expected>(v.clone()).unwrap_or_else(|_| eval::Expected::Text(v.to_string()));
+    let as_expected = |v: &Value| {
+        serde_json::from_value::<eval::Expected>(v.clone()).unwrap_or_else(|_| eval::Expected::Text(v.to_string()))
+    };
     let one = mesh::evaluate::score(kind, served, &as_expected(shadow));
     if one >= 1.0 {
         return one;
@@ -212,7 +319,9 @@ pub fn agreement(kind: OutputKind, served: &Value, shadow: &Value) -> f64 {
 
 /// Store a shadow sample, update the metrics, and raise or clear the task's shadow alert.
 async fn record(state: &AppState, rec: store::ShadowRecord) {
-    let Some(store) = state.mesh.as_ref().and_then(|m| m.store()) else { return };
+    let Some(store) = state.mesh.as_ref().and_then(|m| m.store()) else {
+        return;
+    };
     let m = &state.metrics.shadow;
     let agree = match rec.agreement {
         None => "error",
@@ -230,7 +339,9 @@ async fn record(state: &AppState, rec: store::ShadowRecord) {
             if let Some(a) = mean {
                 m.agreement.with_label_values(&[&rec.task]).set(a);
             }
-            state.shadow.set_alert(m, &rec.task, "shadow", rule.judge(&rec.task, n, mean).as_deref());
+            state
+                .shadow
+                .set_alert(m, &rec.task, "shadow", rule.judge(&rec.task, n, mean).as_deref());
         }
         Err(e) => tracing::warn!(task = %rec.task, error = %e, "could not read shadow agreement"),
     }
@@ -240,10 +351,21 @@ async fn record(state: &AppState, rec: store::ShadowRecord) {
 /// `rightsize stats` shows too) plus this process's sampling counters.
 pub async fn stats(state: &AppState, store: &store::Store, task: &str, since_ms: i64) -> Result<Value, ApiError> {
     let cfg = &state.cfg.shadow;
-    let d = store.drift(task, since_ms, &cfg.rule()).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let d = store
+        .drift(task, since_ms, &cfg.rule())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut v = serde_json::to_value(d).map_err(|e| ApiError::internal(e.to_string()))?;
     v["rate"] = cfg.rate.into();
-    v["skipped"] = state.shadow.skipped.lock().unwrap_or_else(|p| p.into_inner()).get(task).copied().unwrap_or(0).into();
+    v["skipped"] = state
+        .shadow
+        .skipped
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(task)
+        .copied()
+        .unwrap_or(0)
+        .into();
     v["in_flight"] = state.shadow.in_flight.load(Ordering::SeqCst).into();
     Ok(v)
 }
@@ -257,9 +379,20 @@ mod tests {
     fn agreement_per_output_kind() {
         assert_eq!(agreement(OutputKind::Label, &json!("billing"), &json!("Billing")), 1.0);
         assert_eq!(agreement(OutputKind::Label, &json!("billing"), &json!("shipping")), 0.0);
-        assert_eq!(agreement(OutputKind::Text, &json!("Rome"), &json!("The capital of Italy is Rome.")), 1.0);
+        assert_eq!(
+            agreement(
+                OutputKind::Text,
+                &json!("Rome"),
+                &json!("The capital of Italy is Rome.")
+            ),
+            1.0
+        );
         assert_eq!(agreement(OutputKind::Text, &json!("Paris"), &json!("Rome")), 0.0);
-        let half = agreement(OutputKind::Json, &json!({"name": "Jo", "email": "a@b.c"}), &json!({"name": "Jo", "email": "x@y.z"}));
+        let half = agreement(
+            OutputKind::Json,
+            &json!({"name": "Jo", "email": "a@b.c"}),
+            &json!({"name": "Jo", "email": "x@y.z"}),
+        );
         assert!(half > 0.0 && half < 1.0, "{half}");
     }
 
@@ -268,8 +401,17 @@ mod tests {
         let c = ShadowConfig::default();
         assert_eq!((c.rate, c.reeval_every_s), (0.0, 0));
         assert!(c.check().is_ok());
-        assert!(ShadowConfig { rate: 1.5, ..c.clone() }.check().unwrap_err().contains("rate"));
-        assert!(ShadowConfig { min_samples: 200, ..c.clone() }.check().unwrap_err().contains("min_samples"));
+        assert!(ShadowConfig { rate: 1.5, ..c.clone() }
+            .check()
+            .unwrap_err()
+            .contains("rate"));
+        assert!(ShadowConfig {
+            min_samples: 200,
+            ..c.clone()
+        }
+        .check()
+        .unwrap_err()
+        .contains("min_samples"));
         assert!(ShadowConfig { max_in_flight: 0, ..c }.check().is_err());
     }
 

@@ -23,12 +23,21 @@ impl Caller {
     /// A caller without a key (open local mode; an unknown bearer there too): the `inference`
     /// scope, interactive, the server's guardrails.
     pub fn anonymous() -> Self {
-        Self { key_id: None, admin: false, default_priority: engine::Priority::Interactive, guard: None, limits: store::KeyLimits::default() }
+        Self {
+            key_id: None,
+            admin: false,
+            default_priority: engine::Priority::Interactive,
+            guard: None,
+            limits: store::KeyLimits::default(),
+        }
     }
 
     /// The bearer of this process's admin token (`crate::access`): the local CLI.
     pub fn local_admin() -> Self {
-        Self { admin: true, ..Self::anonymous() }
+        Self {
+            admin: true,
+            ..Self::anonymous()
+        }
     }
 }
 
@@ -63,10 +72,10 @@ pub struct AppState {
     pub audit: Option<store::Store>,
     /// sha256 of each configured model's file, where the cache has a verified marker for it.
     pub model_hashes: Arc<std::collections::HashMap<String, String>>,
-    /// The PII detector: built-in recognisers plus the config's `[pii]` ones.
-    pub pii: Arc<guard::Detector>,
-    /// The prompt-injection head (trained or loaded on first use), shared with the mesh.
-    pub injection: mesh::guarding::InjectionCell,
+    /// The guard engine: the PII detector (built-in recognisers plus the config's `[pii]`
+    /// ones), the `hash` key (the server key's PII salt) and the prompt-injection head under
+    /// the cache's `heads/`; shared with the mesh.
+    pub guards: Arc<guard::Guards>,
     /// Shadow runs in flight, skip counts and raised drift alerts (see `crate::shadow`).
     pub shadow: Arc<crate::shadow::Shadow>,
     /// Embedding requests computing now, per model (`max_embedding_in_flight` permits each).

@@ -78,11 +78,7 @@ impl BinaryReport {
 }
 
 /// Scores `examples` and counts decisions at `threshold`.
-pub fn evaluate_injection(
-    det: &InjectionDetector,
-    examples: &[Example],
-    threshold: f32,
-) -> Result<BinaryReport> {
+pub fn evaluate_injection(det: &InjectionDetector, examples: &[Example], threshold: f32) -> Result<BinaryReport> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let mut r = BinaryReport::default();
     for (e, s) in examples.iter().zip(det.score_batch(&texts)?) {
@@ -102,11 +98,9 @@ mod tests {
 
     #[test]
     fn dataset_parses_with_line_numbers() {
-        let ok = parse_dataset("{\"text\":\"hi\",\"label\":\"benign\",\"split\":\"train\"}\n\n")
-            .unwrap();
+        let ok = parse_dataset("{\"text\":\"hi\",\"label\":\"benign\",\"split\":\"train\"}\n\n").unwrap();
         assert_eq!(ok[0].label, Label::Benign);
-        let e = parse_dataset("\n{\"text\":\"hi\",\"label\":\"evil\",\"split\":\"train\"}")
-            .unwrap_err();
+        let e = parse_dataset("\n{\"text\":\"hi\",\"label\":\"evil\",\"split\":\"train\"}").unwrap_err();
         assert!(matches!(e, GuardError::Dataset { line: 2, .. }));
         let r = BinaryReport {
             tp: 3,

@@ -16,8 +16,7 @@ use encoder::{Encoder, EncoderRef, Head, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 pub use dataset::{
-    evaluate_injection, load_dataset, parse_dataset, BinaryReport, Example, Label, Split,
-    INJECTION_JSONL,
+    evaluate_injection, load_dataset, parse_dataset, BinaryReport, Example, Label, Split, INJECTION_JSONL,
 };
 pub use features::{feature_names, lexical_features, FEATURES_VERSION, N_FEATURES};
 
@@ -87,11 +86,7 @@ pub fn injection_features(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f
 
 impl InjectionHead {
     /// Trains on every example given (filter the split first) with `cfg`.
-    pub fn train_with(
-        encoder: &Encoder,
-        examples: &[Example],
-        cfg: TrainConfig,
-    ) -> Result<InjectionHead> {
+    pub fn train_with(encoder: &Encoder, examples: &[Example], cfg: TrainConfig) -> Result<InjectionHead> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let x = injection_features(encoder, &texts)?;
         let y: Vec<usize> = examples
@@ -112,8 +107,7 @@ impl InjectionHead {
     pub fn new(head: Head, encoder: &Encoder) -> Result<InjectionHead> {
         let labels = head.labels();
         let injection = labels.iter().position(|l| l == INJECTION_LABEL);
-        let Some(injection) =
-            injection.filter(|_| labels.len() == 2 && labels.iter().any(|l| l == BENIGN_LABEL))
+        let Some(injection) = injection.filter(|_| labels.len() == 2 && labels.iter().any(|l| l == BENIGN_LABEL))
         else {
             return Err(GuardError::Config(format!(
                 "an injection head needs labels [{BENIGN_LABEL}, {INJECTION_LABEL}], got {labels:?}"
@@ -126,11 +120,7 @@ impl InjectionHead {
                 head.input_dim()
             )));
         }
-        if let Some(EncoderRef {
-            id,
-            hash: Some(hash),
-        }) = head.encoder()
-        {
+        if let Some(EncoderRef { id, hash: Some(hash) }) = head.encoder() {
             if *hash != encoder.model_hash()? {
                 return Err(GuardError::Config(format!(
                     "injection head was trained with encoder {id}, not {}",
@@ -175,8 +165,7 @@ impl InjectionHead {
         self.head.save(dir)?;
         let meta = current_meta();
         let path = dir.join(INJECTION_META_FILE);
-        let json =
-            serde_json::to_vec_pretty(&meta).map_err(|e| GuardError::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| GuardError::Config(e.to_string()))?;
         std::fs::write(&path, json).map_err(|source| GuardError::Io { path, source })
     }
 
@@ -188,8 +177,8 @@ impl InjectionHead {
             path: path.clone(),
             source,
         })?;
-        let meta: Meta = serde_json::from_slice(&bytes)
-            .map_err(|e| GuardError::Config(format!("{}: {e}", path.display())))?;
+        let meta: Meta =
+            serde_json::from_slice(&bytes).map_err(|e| GuardError::Config(format!("{}: {e}", path.display())))?;
         let current = current_meta();
         if meta != current {
             return Err(GuardError::Config(format!(
@@ -219,11 +208,7 @@ impl InjectionDetector {
         InjectionDetector::train_with(encoder, examples, default_train_config())
     }
 
-    pub fn train_with(
-        encoder: Arc<Encoder>,
-        examples: &[Example],
-        cfg: TrainConfig,
-    ) -> Result<InjectionDetector> {
+    pub fn train_with(encoder: Arc<Encoder>, examples: &[Example], cfg: TrainConfig) -> Result<InjectionDetector> {
         let inner = InjectionHead::train_with(&encoder, examples, cfg)?;
         Ok(InjectionDetector { encoder, inner })
     }

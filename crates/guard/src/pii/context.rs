@@ -82,10 +82,7 @@ pub fn after_iban_prefix(text: &str, start: usize) -> bool {
 
 fn ssn_words() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
-    re(
-        &R,
-        r"(?i)(?:\b(?:ssn|ss#|social\s+security|taxpayer|tin)\b)",
-    )
+    re(&R, r"(?i)(?:\b(?:ssn|ss#|social\s+security|taxpayer|tin)\b)")
 }
 
 /// SSN suppression, the same rule as [`phone_suppressed`] with SSN words (`SSN`,
@@ -106,9 +103,8 @@ fn reference_before(text: &str, start: usize, positive: &Regex) -> bool {
     if let Some(r) = last_ref {
         if label_tail().is_match(&w[r.end()..]) {
             // "Phone number on the order: …": a label about a phone, no digits in between.
-            let phone_label = last_positive.is_some_and(|p| {
-                p.end() <= r.start() && !w[p.end()..r.start()].bytes().any(|b| b.is_ascii_digit())
-            });
+            let phone_label = last_positive
+                .is_some_and(|p| p.end() <= r.start() && !w[p.end()..r.start()].bytes().any(|b| b.is_ascii_digit()));
             return !phone_label;
         }
     }

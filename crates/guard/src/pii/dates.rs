@@ -34,10 +34,7 @@ fn num(c: &Captures, i: usize) -> u32 {
 }
 
 fn month(c: &Captures, i: usize) -> u32 {
-    let name = c
-        .get(i)
-        .map(|m| m.as_str().to_ascii_lowercase())
-        .unwrap_or_default();
+    let name = c.get(i).map(|m| m.as_str().to_ascii_lowercase()).unwrap_or_default();
     [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ]
@@ -93,28 +90,17 @@ mod tests {
     fn found(text: &str) -> Vec<String> {
         let mut out = Vec::new();
         dates_of_birth(text, &mut out);
-        out.iter()
-            .map(|c| text[c.start..c.end].to_string())
-            .collect()
+        out.iter().map(|c| text[c.start..c.end].to_string()).collect()
     }
 
     #[test]
     fn dates_in_birth_context_only() {
         assert_eq!(found("DOB: 1985-03-12"), vec!["1985-03-12"]);
-        assert_eq!(
-            found("born on March 3rd, 1990 in Leeds"),
-            vec!["March 3rd, 1990"]
-        );
-        assert_eq!(
-            found("Date of birth 14 February 1979"),
-            vec!["14 February 1979"]
-        );
+        assert_eq!(found("born on March 3rd, 1990 in Leeds"), vec!["March 3rd, 1990"]);
+        assert_eq!(found("Date of birth 14 February 1979"), vec!["14 February 1979"]);
         assert_eq!(found("birthday: 07/31/1992"), vec!["07/31/1992"]);
         assert!(found("Invoice date 12/03/2023, due March 3, 2024").is_empty());
         assert!(found("DOB: 31/31/1990").is_empty());
-        assert_eq!(
-            found("born 1985-03-12, hired 2010-05-01"),
-            vec!["1985-03-12"]
-        );
+        assert_eq!(found("born 1985-03-12, hired 2010-05-01"), vec!["1985-03-12"]);
     }
 }

@@ -70,12 +70,7 @@ pub(crate) struct Candidate {
 
 impl Candidate {
     pub(crate) fn new(kind: PiiKind, start: usize, end: usize, rank: u8) -> Candidate {
-        Candidate {
-            kind,
-            start,
-            end,
-            rank,
-        }
+        Candidate { kind, start, end, rank }
     }
 }
 
@@ -106,7 +101,10 @@ impl Detector {
     pub fn new(config: PiiConfig) -> Result<Detector> {
         if let Some(k) = config.disabled.iter().find(|k| matches!(k, PiiKind::Custom(_))) {
             let names: Vec<&str> = PiiKind::BUILTIN.iter().map(PiiKind::name).collect();
-            return Err(GuardError::Config(format!("`disabled` names {k:?}, which is not a built-in kind ({})", names.join(", "))));
+            return Err(GuardError::Config(format!(
+                "`disabled` names {k:?}, which is not a built-in kind ({})",
+                names.join(", ")
+            )));
         }
         let mut custom = Vec::new();
         let mut seen = BTreeSet::new();

@@ -100,9 +100,7 @@ mod tests {
     fn found(f: fn(&str, &mut Vec<Candidate>), text: &str) -> Vec<String> {
         let mut out = Vec::new();
         f(text, &mut out);
-        out.iter()
-            .map(|c| text[c.start..c.end].to_string())
-            .collect()
+        out.iter().map(|c| text[c.start..c.end].to_string()).collect()
     }
 
     #[test]
@@ -121,11 +119,7 @@ mod tests {
             "06 12 34 56 78",
             "+44 (0)20 7946 0958",
         ] {
-            assert_eq!(
-                found(phones, &format!("call me on {p}, thanks")),
-                vec![p],
-                "{p}"
-            );
+            assert_eq!(found(phones, &format!("call me on {p}, thanks")), vec![p], "{p}");
         }
         assert!(found(phones, "Order #123-456-7890").is_empty());
         assert!(found(phones, "build 10.0.19045").is_empty());

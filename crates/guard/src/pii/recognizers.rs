@@ -61,9 +61,7 @@ pattern!(
 /// judged on its own) and scp-style remotes (`git@github.com:org/repo`).
 pub(crate) fn emails(text: &str, out: &mut Vec<Candidate>) {
     for m in email_re().find_iter(text) {
-        let word_start = text[..m.start()]
-            .rfind(char::is_whitespace)
-            .map_or(0, |i| i + 1);
+        let word_start = text[..m.start()].rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let in_url = text[word_start..m.start()].contains("://");
         let mut after = text[m.end()..].chars();
         let scp = after.next() == Some(':') && after.next().is_some_and(|c| !c.is_whitespace());
@@ -90,16 +88,12 @@ pub(crate) fn cards(text: &str, out: &mut Vec<Candidate>) {
         if !left_isolated(text, m.start(), &['-', '.', ',']) {
             continue;
         }
-        let found = ends.iter().rev().find(|&&e| {
-            card_valid(&s[..e]) && (e < s.len() || right_isolated(text, m.end(), &['-', '.', ',']))
-        });
+        let found = ends
+            .iter()
+            .rev()
+            .find(|&&e| card_valid(&s[..e]) && (e < s.len() || right_isolated(text, m.end(), &['-', '.', ','])));
         if let Some(&e) = found {
-            out.push(Candidate::new(
-                PiiKind::CreditCard,
-                m.start(),
-                m.start() + e,
-                5,
-            ));
+            out.push(Candidate::new(PiiKind::CreditCard, m.start(), m.start() + e, 5));
         }
     }
 }
@@ -170,10 +164,7 @@ pattern!(
 /// IPv4 (every octet ≤ 255, not after "version"/"v") and IPv6 (as `std::net` parses).
 pub(crate) fn ips(text: &str, out: &mut Vec<Candidate>) {
     for m in ipv4_re().find_iter(text) {
-        if ipv4_valid(m.as_str())
-            && isolated(text, m.start(), m.end(), &['.'])
-            && !version_context(text, m.start())
-        {
+        if ipv4_valid(m.as_str()) && isolated(text, m.start(), m.end(), &['.']) && !version_context(text, m.start()) {
             out.push(Candidate::new(PiiKind::IpAddress, m.start(), m.end(), 4));
         }
     }
@@ -197,9 +188,7 @@ mod tests {
     fn found(f: fn(&str, &mut Vec<Candidate>), text: &str) -> Vec<String> {
         let mut out = Vec::new();
         f(text, &mut out);
-        out.iter()
-            .map(|c| text[c.start..c.end].to_string())
-            .collect()
+        out.iter().map(|c| text[c.start..c.end].to_string()).collect()
     }
 
     #[test]
@@ -208,10 +197,7 @@ mod tests {
             found(cards, "card 4242 4242 4242 4242 exp"),
             vec!["4242 4242 4242 4242"]
         );
-        assert_eq!(
-            found(cards, "4242-4242-4242-4242 123"),
-            vec!["4242-4242-4242-4242"]
-        );
+        assert_eq!(found(cards, "4242-4242-4242-4242 123"), vec!["4242-4242-4242-4242"]);
         assert!(found(cards, "card 4242 4242 4242 4241").is_empty());
     }
 
@@ -221,10 +207,7 @@ mod tests {
             found(ibans, "IBAN DE89 3704 0044 0532 0130 00 BIC X"),
             vec!["DE89 3704 0044 0532 0130 00"]
         );
-        assert_eq!(
-            found(ibans, "GB82WEST12345698765432."),
-            vec!["GB82WEST12345698765432"]
-        );
+        assert_eq!(found(ibans, "GB82WEST12345698765432."), vec!["GB82WEST12345698765432"]);
         assert!(found(ibans, "DE88 3704 0044 0532 0130 00").is_empty());
         assert_eq!(
             found(ibans, "iban de89370400440532013000"),
@@ -235,10 +218,7 @@ mod tests {
     #[test]
     fn ssns_and_ips() {
         assert_eq!(found(ssns, "SSN 123-45-6789."), vec!["123-45-6789"]);
-        assert_eq!(
-            found(ssns, "social security number 123456789"),
-            vec!["123456789"]
-        );
+        assert_eq!(found(ssns, "social security number 123456789"), vec!["123456789"]);
         assert!(found(ssns, "000-12-3456 and 123-45 6789 and 123456789").is_empty());
         assert_eq!(
             found(ips, "from 10.0.0.7 and [2001:db8::1]:443"),
@@ -254,11 +234,7 @@ mod tests {
             vec!["j.doe+x@mail.example.co.uk"]
         );
         assert!(found(emails, "user@localhost and @handle").is_empty());
-        assert!(found(
-            emails,
-            "git@github.com:acme/repo and https://tok@github.com/x"
-        )
-        .is_empty());
+        assert!(found(emails, "git@github.com:acme/repo and https://tok@github.com/x").is_empty());
         assert_eq!(found(emails, "Email: a@b.io: thanks"), vec!["a@b.io"]);
     }
 }

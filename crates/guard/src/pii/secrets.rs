@@ -56,8 +56,7 @@ fn placeholder(v: &str) -> bool {
     matches!(first, '$' | '{' | '<' | '%' | '[' | '(')
         || !v.chars().any(char::is_alphanumeric)
         || v.chars().all(|c| c == v.chars().next().unwrap_or('*'))
-        || v.chars()
-            .all(|c| c.is_ascii_uppercase() || c == '_' || c == '-')
+        || v.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c == '-')
         || [
             "undefined",
             "redacted",
@@ -101,10 +100,7 @@ mod tests {
     fn found(text: &str) -> Vec<String> {
         let mut out = Vec::new();
         secrets(text, &mut out);
-        let mut v: Vec<String> = out
-            .iter()
-            .map(|c| text[c.start..c.end].to_string())
-            .collect();
+        let mut v: Vec<String> = out.iter().map(|c| text[c.start..c.end].to_string()).collect();
         v.sort();
         v.dedup();
         v

@@ -34,9 +34,7 @@ pub fn luhn_valid(s: &str) -> bool {
 /// A payment card number: 13–19 digits, an issuer-range first digit (2–6), Luhn-valid.
 pub fn card_valid(s: &str) -> bool {
     let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
-    (13..=19).contains(&digits.len())
-        && matches!(digits.as_bytes()[0], b'2'..=b'6')
-        && luhn_valid(&digits)
+    (13..=19).contains(&digits.len()) && matches!(digits.as_bytes()[0], b'2'..=b'6') && luhn_valid(&digits)
 }
 
 /// IBAN lengths by country (ISO 13616 registry, SWIFT release 2024).
@@ -57,10 +55,7 @@ const IBAN_LENGTHS: &[(&str, usize)] = &[
 
 /// The IBAN length registered for a country code.
 pub fn iban_length(country: &str) -> Option<usize> {
-    IBAN_LENGTHS
-        .iter()
-        .find(|(c, _)| *c == country)
-        .map(|&(_, n)| n)
+    IBAN_LENGTHS.iter().find(|(c, _)| *c == country).map(|&(_, n)| n)
 }
 
 /// An IBAN (spaces ignored): known country, registered length, mod-97 remainder 1.
@@ -219,10 +214,7 @@ pub fn high_entropy_secret(s: &str) -> bool {
 /// maximum (29 for February), year 1900–2099.
 pub fn date_valid(day: u32, month: u32, year: u32) -> bool {
     const MAX: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    (1900..=2099).contains(&year)
-        && (1..=12).contains(&month)
-        && day >= 1
-        && day <= MAX[(month - 1) as usize]
+    (1900..=2099).contains(&year) && (1..=12).contains(&month) && day >= 1 && day <= MAX[(month - 1) as usize]
 }
 
 #[cfg(test)]
@@ -274,9 +266,7 @@ mod tests {
     #[test]
     fn entropy_secrets_exclude_ids() {
         assert!(high_entropy_secret("x7Gq2LmP9vR4tK8wZ3nB"));
-        assert!(!high_entropy_secret(
-            "9fceb02d0ae598e95dc970b74767f19372d61af8"
-        )); // git SHA
+        assert!(!high_entropy_secret("9fceb02d0ae598e95dc970b74767f19372d61af8")); // git SHA
         assert!(!high_entropy_secret("123e4567-e89b-12d3-a456-426614174000")); // UUID
         assert!(!high_entropy_secret("getUserAccountBalanceV2Handler")); // identifier
         assert!(!high_entropy_secret("Base64UrlSafeEncoderV3"));

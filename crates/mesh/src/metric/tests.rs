@@ -16,7 +16,12 @@ fn err(eval: &str) -> (Option<usize>, String, String) {
     match task(eval) {
         Err(e @ TaskError::Invalid { .. }) => {
             assert!(e.to_string().starts_with("tasks/qa.toml:"), "{e}");
-            let TaskError::Invalid { line, field, message, .. } = e else { unreachable!() };
+            let TaskError::Invalid {
+                line, field, message, ..
+            } = e
+            else {
+                unreachable!()
+            };
             (line, field, message)
         }
         other => panic!("expected an invalid-task error, got {other:?}"),
@@ -32,21 +37,30 @@ fn line(eval: &str, needle: &str) -> Option<usize> {
 #[test]
 fn defaults_follow_the_output_kind() {
     let t = task("").unwrap();
-    assert!(matches!(t.scoring().unwrap(), Scoring::Text(MetricName::Contains, Metric::Contains)));
+    assert!(matches!(
+        t.scoring().unwrap(),
+        Scoring::Text(MetricName::Contains, Metric::Contains)
+    ));
     assert_eq!(MetricName::default_for(OutputKind::Label), MetricName::Exact);
     assert_eq!(MetricName::default_for(OutputKind::Json), MetricName::JsonF1);
     let t = task("[eval]\nmetric = \"numeric\"\nabs_tolerance = 0.5\n").unwrap();
-    assert!(matches!(t.scoring().unwrap(), Scoring::Text(MetricName::Numeric, Metric::Numeric { tol }) if tol.abs == 0.5));
+    assert!(
+        matches!(t.scoring().unwrap(), Scoring::Text(MetricName::Numeric, Metric::Numeric { tol }) if tol.abs == 0.5)
+    );
 }
 
 #[test]
 fn embedding_and_judge_resolve() {
     let t = task("[eval]\nmetric = \"embedding\"\n").unwrap();
-    assert!(matches!(t.scoring().unwrap(), Scoring::Embedding { encoder, threshold } if encoder == "minilm-l6" && threshold == 0.8));
+    assert!(
+        matches!(t.scoring().unwrap(), Scoring::Embedding { encoder, threshold } if encoder == "minilm-l6" && threshold == 0.8)
+    );
     let t = task("[eval]\nmetric = \"judge\"\njudge = \"qwen2.5-0.5b\"\nrubric = \"Q: {{ question }} A: {{ output }} (ref {{ expected }})\"\n").unwrap();
     assert!(matches!(t.scoring().unwrap(), Scoring::Judge { tier, .. } if tier.id() == "local:qwen2.5-0.5b"));
     let remote = "[eval]\nmetric = \"judge\"\nrubric = \"{{ output }}\"\n[eval.judge]\nkind = \"remote\"\nbase_url = \"https://api.example.com/v1\"\nmodel = \"big\"\n";
-    assert!(matches!(task(remote).unwrap().scoring().unwrap(), Scoring::Judge { tier, .. } if tier.id() == "remote:big"));
+    assert!(
+        matches!(task(remote).unwrap().scoring().unwrap(), Scoring::Judge { tier, .. } if tier.id() == "remote:big")
+    );
     // The table survives a round trip (as `rightsize eval --apply` writes it).
     let spec = task(remote).unwrap().spec;
     let back = Task::parse(&toml::to_string(&spec).unwrap(), Path::new("qa.toml")).unwrap();
@@ -79,7 +93,8 @@ fn judge_needs_a_rubric_and_a_judge() {
     let eval = "[eval]\nmetric = \"judge\"\nrubric = \"{{ output }}\"\n[eval.judge]\nkind = \"local\"\nmodle = \"x\"\n";
     let (l, field, _) = err(eval);
     assert_eq!((l, field.as_str()), (line(eval, "modle"), "eval.judge.modle"));
-    let eval = "[eval]\nmetric = \"judge\"\nrubric = \"{{ output }}\"\n[eval.judge]\nkind = \"remote\"\nmodel = \"x\"\n";
+    let eval =
+        "[eval]\nmetric = \"judge\"\nrubric = \"{{ output }}\"\n[eval.judge]\nkind = \"remote\"\nmodel = \"x\"\n";
     let (l, field, _) = err(eval);
     assert_eq!((l, field.as_str()), (line(eval, "[eval.judge]"), "eval.judge.base_url"));
     let (_, field, _) = err("[eval]\nmetric = \"judge\"\nrubric = \"{{ output }}\"\n[eval.judge]\nkind = \"classifier\"\nencoder = \"minilm-l6\"\n");
@@ -90,11 +105,17 @@ fn judge_needs_a_rubric_and_a_judge() {
 fn options_are_range_checked_and_belong_to_their_metric() {
     let eval = "[eval]\nmetric = \"embedding\"\nembedding_threshold = 1.5\n";
     let (l, field, msg) = err(eval);
-    assert_eq!((l, field.as_str()), (line(eval, "embedding_threshold"), "eval.embedding_threshold"));
+    assert_eq!(
+        (l, field.as_str()),
+        (line(eval, "embedding_threshold"), "eval.embedding_threshold")
+    );
     assert!(msg.contains("between 0 and 1"), "{msg}");
     let eval = "[eval]\nembedding_threshold = 0.9\n";
     let (l, field, msg) = err(eval);
-    assert_eq!((l, field.as_str()), (line(eval, "embedding_threshold"), "eval.embedding_threshold"));
+    assert_eq!(
+        (l, field.as_str()),
+        (line(eval, "embedding_threshold"), "eval.embedding_threshold")
+    );
     assert!(msg.contains("only applies to metric = \"embedding\""), "{msg}");
     let eval = "[eval]\nmetric = \"embedding\"\nembedding_threshold = \"high\"\n";
     let (l, field, _) = err(eval);

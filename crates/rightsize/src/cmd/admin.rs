@@ -122,15 +122,22 @@ impl GuardFlags {
     fn policy(&self, base: Option<&str>) -> Result<Option<String>> {
         let mut g: guard::Guardrails = match (&self.guard, base) {
             (Some(j), _) => serde_json::from_str(j).context("--guard is not a valid guardrail policy")?,
-            (None, Some(b)) => serde_json::from_str(b).context("the key's stored policy does not parse; replace it with --guard")?,
+            (None, Some(b)) => {
+                serde_json::from_str(b).context("the key's stored policy does not parse; replace it with --guard")?
+            }
             (None, None) => guard::Guardrails::default(),
         };
         let word = |w: &str| serde_json::Value::String(w.to_owned());
         if let Some(m) = &self.pii {
-            g.pii = Some(serde_json::from_value(word(m)).map_err(|_| anyhow::anyhow!("--pii `{m}`: use redact, mask, hash, block or pseudonymize"))?);
+            g.pii = Some(
+                serde_json::from_value(word(m))
+                    .map_err(|_| anyhow::anyhow!("--pii `{m}`: use redact, mask, hash, block or pseudonymize"))?,
+            );
         }
         if let Some(a) = &self.injection {
-            g.injection = Some(serde_json::from_value(word(a)).map_err(|_| anyhow::anyhow!("--injection `{a}`: use flag or block"))?);
+            g.injection = Some(
+                serde_json::from_value(word(a)).map_err(|_| anyhow::anyhow!("--injection `{a}`: use flag or block"))?,
+            );
         }
         if self.output_pii {
             g.output_pii = Some(true);
@@ -143,12 +150,24 @@ impl GuardFlags {
 }
 
 pub fn keys(args: KeysArgs) -> Result<()> {
-    let at = args.store.unwrap_or_else(|| supply::Cache::from_env().root().join("rightsize.db").display().to_string());
+    let at = args.store.unwrap_or_else(|| {
+        supply::Cache::from_env()
+            .root()
+            .join("rightsize.db")
+            .display()
+            .to_string()
+    });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let store = store::Store::open(&at).await?;
         match args.action {
-            KeysAction::Create { name, scope, priority, guard, limits } => {
+            KeysAction::Create {
+                name,
+                scope,
+                priority,
+                guard,
+                limits,
+            } => {
                 let policy = guard.policy(None)?;
                 let limits = limits.apply(store::KeyLimits::default())?;
                 let scopes = scope
@@ -170,23 +189,54 @@ pub fn keys(args: KeysArgs) -> Result<()> {
                 println!("{}", k.secret);
             }
             KeysAction::Limits { key, limits, clear } => {
-                let current = store.list_keys().await?.into_iter().find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none()).with_context(|| format!("no active key `{key}`"))?;
-                let limits = if clear { store::KeyLimits::default() } else { limits.apply(current.limits)? };
+                let current = store
+                    .list_keys()
+                    .await?
+                    .into_iter()
+                    .find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none())
+                    .with_context(|| format!("no active key `{key}`"))?;
+                let limits = if clear {
+                    store::KeyLimits::default()
+                } else {
+                    limits.apply(current.limits)?
+                };
                 store.set_key_limits(&current.id, limits).await?;
                 println!("{key}: {}", show_limits(&limits));
             }
             KeysAction::Guard { key, guard, clear } => {
-                let current = store.list_keys().await?.into_iter().find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none()).with_context(|| format!("no active key `{key}`"))?;
-                let policy = if clear { None } else { guard.policy(current.guard.as_deref())? };
+                let current = store
+                    .list_keys()
+                    .await?
+                    .into_iter()
+                    .find(|k| (k.id == key || k.name == key) && k.revoked_at.is_none())
+                    .with_context(|| format!("no active key `{key}`"))?;
+                let policy = if clear {
+                    None
+                } else {
+                    guard.policy(current.guard.as_deref())?
+                };
                 store.set_key_guard(&key, policy.as_deref()).await?;
                 println!("{key}: {}", policy.as_deref().unwrap_or("no guardrail policy"));
             }
             KeysAction::List => {
-                println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} {}", "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS", "LIMITS", "GUARD");
+                println!(
+                    "{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} GUARD",
+                    "ID", "NAME", "PREFIX", "SCOPES", "PRIORITY", "STATUS", "LIMITS"
+                );
                 for k in store.list_keys().await? {
                     let scopes: Vec<String> = k.scopes.iter().map(|s| format!("{s:?}").to_lowercase()).collect();
                     let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                    println!("{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} {}", k.id, k.name, k.prefix, scopes.join(","), k.priority, status, show_limits(&k.limits), k.guard.as_deref().unwrap_or(""));
+                    println!(
+                        "{:<18} {:<16} {:<12} {:<20} {:<12} {:<8} {:<28} {}",
+                        k.id,
+                        k.name,
+                        k.prefix,
+                        scopes.join(","),
+                        k.priority,
+                        status,
+                        show_limits(&k.limits),
+                        k.guard.as_deref().unwrap_or("")
+                    );
                 }
             }
             KeysAction::Revoke { key } => {
@@ -214,25 +264,36 @@ pub struct RemoteArgs {
 fn local_admin_token(url: &str) -> Option<String> {
     let u = reqwest::Url::parse(url).ok()?;
     let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
-    let local = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let local =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !local {
         return None;
     }
     let path = server::access::token_path(supply::Cache::from_env().root(), u.port_or_known_default()?);
-    std::fs::read_to_string(path).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 fn call(r: &RemoteArgs, method: reqwest::Method, path: &str) -> Result<serde_json::Value> {
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(600)).build()?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()?;
     let mut req = client.request(method, format!("{}{path}", r.url.trim_end_matches('/')));
     if let Some(k) = r.api_key.clone().or_else(|| local_admin_token(&r.url)) {
         req = req.bearer_auth(k);
     }
-    let resp = req.send().with_context(|| format!("cannot reach the server at {}", r.url))?;
+    let resp = req
+        .send()
+        .with_context(|| format!("cannot reach the server at {}", r.url))?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
     if !status.is_success() {
-        bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("request failed"));
+        bail!(
+            "{status}: {}",
+            body["error"]["message"].as_str().unwrap_or("request failed")
+        );
     }
     Ok(body)
 }
@@ -241,7 +302,10 @@ pub fn ps(r: RemoteArgs) -> Result<()> {
     let v = call(&r, reqwest::Method::GET, "/admin/models")?;
     let mb = |b: &serde_json::Value| format!("{:.0} MiB", b.as_f64().unwrap_or(0.0) / 1048576.0);
     println!("budget {} used {}", mb(&v["budget_bytes"]), mb(&v["used_bytes"]));
-    println!("{:<16} {:>10} {:>8} {:>7} {:>7} {:>9} {:>7}", "MODEL", "BYTES", "RUNNING", "QUEUED", "PINNED", "IDLE", "STATE");
+    println!(
+        "{:<16} {:>10} {:>8} {:>7} {:>7} {:>9} {:>7}",
+        "MODEL", "BYTES", "RUNNING", "QUEUED", "PINNED", "IDLE", "STATE"
+    );
     for m in v["models"].as_array().into_iter().flatten() {
         println!(
             "{:<16} {:>10} {:>8} {:>7} {:>7} {:>8.0}s {:>7}",
@@ -264,7 +328,18 @@ pub fn load(r: RemoteArgs, model: &str) -> Result<()> {
 }
 
 pub fn unload(r: RemoteArgs, model: &str, forget: bool) -> Result<()> {
-    let v = call(&r, reqwest::Method::POST, &format!("/admin/models/{model}/unload?forget={forget}"))?;
-    println!("{model} {}", if v["unloaded"].as_bool().unwrap_or(false) { "unloaded" } else { "was not resident" });
+    let v = call(
+        &r,
+        reqwest::Method::POST,
+        &format!("/admin/models/{model}/unload?forget={forget}"),
+    )?;
+    println!(
+        "{model} {}",
+        if v["unloaded"].as_bool().unwrap_or(false) {
+            "unloaded"
+        } else {
+            "was not resident"
+        }
+    );
     Ok(())
 }

@@ -64,22 +64,35 @@ pub struct StoreArg {
 
 impl StoreArg {
     async fn open(&self) -> Result<store::Store> {
-        let at = self.store.clone().unwrap_or_else(|| supply::Cache::from_env().root().join("rightsize.db").display().to_string());
+        let at = self.store.clone().unwrap_or_else(|| {
+            supply::Cache::from_env()
+                .root()
+                .join("rightsize.db")
+                .display()
+                .to_string()
+        });
         // Never create an empty store by mistake: a typo would otherwise "verify" fine.
         let is_url = at.starts_with("postgres://") || at.starts_with("postgresql://") || at.starts_with("sqlite:");
         if !is_url && !std::path::Path::new(&at).exists() {
             bail!("no store at {at} (pass --store)");
         }
-        store::Store::open(&at).await.with_context(|| format!("opening the store at {at}"))
+        store::Store::open(&at)
+            .await
+            .with_context(|| format!("opening the store at {at}"))
     }
 }
 
 pub fn audit(a: AuditArgs) -> Result<()> {
     if let AuditCmd::Hash { text, key_file, config } = &a.cmd {
         let cfg = server::ServerConfig::load(config.as_deref())?;
-        let path = key_file.clone().unwrap_or_else(|| server::secret::key_path(&cfg, supply::Cache::from_env().root()));
+        let path = key_file
+            .clone()
+            .unwrap_or_else(|| server::secret::key_path(&cfg, supply::Cache::from_env().root()));
         if !path.exists() {
-            bail!("no server key at {} (the server creates it on its first start; pass --key-file)", path.display());
+            bail!(
+                "no server key at {} (the server creates it on its first start; pass --key-file)",
+                path.display()
+            );
         }
         let key = server::secret::ServerSecret::load_or_create(&path)?;
         let text = match text {
@@ -146,12 +159,21 @@ pub fn audit(a: AuditArgs) -> Result<()> {
 fn print_report(rep: &store::VerifyReport) {
     match &rep.first_bad {
         None => {
-            println!("audit chain OK: {} records (seq {}..={}, anchor {})", rep.records, rep.anchor_seq + 1, rep.head_seq, rep.anchor_seq);
+            println!(
+                "audit chain OK: {} records (seq {}..={}, anchor {})",
+                rep.records,
+                rep.anchor_seq + 1,
+                rep.head_seq,
+                rep.anchor_seq
+            );
             println!("head {} {}", rep.head_seq, rep.head_hash);
         }
         Some(b) => {
             println!("audit chain BROKEN: first bad record seq {}: {}", b.seq, b.reason);
-            println!("{} records before it verified (after anchor {})", rep.records, rep.anchor_seq);
+            println!(
+                "{} records before it verified (after anchor {})",
+                rep.records, rep.anchor_seq
+            );
         }
     }
 }

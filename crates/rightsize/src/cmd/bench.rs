@@ -81,7 +81,10 @@ pub struct Pair {
 impl Pair {
     /// Ours / llama-bench's, for (prefill, decode).
     fn ratios(&self) -> (f64, f64) {
-        (self.prefill_tps / self.peer_prefill_tps, self.decode_tps / self.peer_decode_tps)
+        (
+            self.prefill_tps / self.peer_prefill_tps,
+            self.decode_tps / self.peer_decode_tps,
+        )
     }
 }
 
@@ -89,7 +92,10 @@ impl Report {
     /// Median over the pairs of ours / llama-bench's, for (prefill, decode).
     pub fn paired_ratios(&self) -> Option<(f64, f64)> {
         (!self.pairs.is_empty()).then(|| {
-            (median(self.pairs.iter().map(|p| p.ratios().0).collect()), median(self.pairs.iter().map(|p| p.ratios().1).collect()))
+            (
+                median(self.pairs.iter().map(|p| p.ratios().0).collect()),
+                median(self.pairs.iter().map(|p| p.ratios().1).collect()),
+            )
         })
     }
 }
@@ -121,7 +127,12 @@ fn prompt_of(e: &Engine, n: usize) -> Vec<i32> {
 }
 
 fn fixed(n: usize) -> SamplingParams {
-    SamplingParams { temperature: 0.0, max_tokens: n, ignore_eos: true, ..Default::default() }
+    SamplingParams {
+        temperature: 0.0,
+        max_tokens: n,
+        ignore_eos: true,
+        ..Default::default()
+    }
 }
 
 /// One `llama-bench` run (prefill, decode tokens/s) on the same file, between our repetitions.
@@ -148,10 +159,16 @@ fn measure(e: &Engine, args: &BenchArgs, mut peer_rep: Option<PeerRep>) -> Resul
     for _ in 0..args.reps {
         let c = e.generate(GenerateRequest::new(Prompt::Tokens(short.clone()), fixed(1)))?;
         ttft.push(c.finish.time_to_first_token.as_secs_f64() * 1e3);
-        let c = e.generate(GenerateRequest::new(Prompt::Tokens(prompt_of(e, args.prompt_tokens)), fixed(1)))?;
+        let c = e.generate(GenerateRequest::new(
+            Prompt::Tokens(prompt_of(e, args.prompt_tokens)),
+            fixed(1),
+        ))?;
         prefill.push(args.prompt_tokens as f64 / c.finish.time_to_first_token.as_secs_f64());
         let before = e.stats();
-        let c = e.generate(GenerateRequest::new(Prompt::Tokens(short.clone()), fixed(args.gen_tokens)))?;
+        let c = e.generate(GenerateRequest::new(
+            Prompt::Tokens(short.clone()),
+            fixed(args.gen_tokens),
+        ))?;
         let after = e.stats();
         let steps = (after.steps - before.steps).max(1) as f64;
         let in_decode = (after.decode_time - before.decode_time).as_secs_f64() * 1e3 / steps;
@@ -163,7 +180,12 @@ fn measure(e: &Engine, args: &BenchArgs, mut peer_rep: Option<PeerRep>) -> Resul
         decode.push((args.gen_tokens - 1) as f64 / t);
         if let Some(f) = peer_rep.as_mut() {
             let (pp, tg) = f()?;
-            r.pairs.push(Pair { prefill_tps: prefill[prefill.len() - 1], peer_prefill_tps: pp, decode_tps: decode[decode.len() - 1], peer_decode_tps: tg });
+            r.pairs.push(Pair {
+                prefill_tps: prefill[prefill.len() - 1],
+                peer_prefill_tps: pp,
+                decode_tps: decode[decode.len() - 1],
+                peer_decode_tps: tg,
+            });
         }
     }
     r.ttft_ms = median(ttft);
@@ -196,7 +218,11 @@ fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32, pairs: &[Pair]) 
     let server = bench::server::PeerServer::start(&bins, path, threads, parallel as u32, ctx.max(2048), 0)?;
     let spec = load_spec(server.base_url(), "peer", parallel, args.gen_tokens);
     let load = bench::load::run_load_blocking(&spec)?;
-    anyhow::ensure!(load.errors == 0, "llama-server load had errors: {:?}", load.error_samples);
+    anyhow::ensure!(
+        load.errors == 0,
+        "llama-server load had errors: {:?}",
+        load.error_samples
+    );
     Ok(PeerReport {
         version: bins.describe(),
         prefill_tps: median(pairs.iter().map(|p| p.peer_prefill_tps).collect()),
@@ -210,7 +236,9 @@ fn peer(args: &BenchArgs, path: &std::path::Path, threads: u32, pairs: &[Pair]) 
 /// The same load for every server: `clients` streams, each generating exactly `gen` tokens.
 pub fn load_spec(base_url: String, model: &str, clients: usize, gen: usize) -> bench::load::LoadSpec {
     let mut spec = bench::load::LoadSpec::new(base_url, model, "Tell me about the history of the city by the river.");
-    spec.prompts = (0..clients).map(|i| format!("Tell me about the history of city number {i} by the river.")).collect();
+    spec.prompts = (0..clients)
+        .map(|i| format!("Tell me about the history of city number {i} by the river."))
+        .collect();
     spec.clients = clients;
     spec.requests_per_client = 1;
     spec.max_tokens = gen as u32;
@@ -230,13 +258,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let per_seq = (args.gen_tokens + 32).max(args.prompt_tokens + 64);
         cfg.n_ctx = (n_seq as usize * per_seq) as u32;
     }
-    let threads = if cfg.n_threads == 0 { engine::default_threads() } else { cfg.n_threads };
+    let threads = if cfg.n_threads == 0 {
+        engine::default_threads()
+    } else {
+        cfg.n_threads
+    };
     let e = load_engine(&args.model, cfg)?;
     let path = e.info().path.clone();
     let mut report = if args.peer {
         let bins = bench::peer::PeerBins::locate().context("the llama.cpp peer (bench/build-peer.sh)")?;
         let mut one = || -> Result<(f64, f64)> {
-            let lb = bench::peer::run_llama_bench(&bins, &path, threads, args.prompt_tokens as u32, args.gen_tokens as u32, 1)?;
+            let lb = bench::peer::run_llama_bench(
+                &bins,
+                &path,
+                threads,
+                args.prompt_tokens as u32,
+                args.gen_tokens as u32,
+                1,
+            )?;
             Ok((lb.prefill_tps, lb.decode_tps))
         };
         measure(&e, &args, Some(&mut one))?
@@ -261,32 +300,71 @@ pub fn table(r: &Report) -> String {
     let p = r.peer.as_ref();
     let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| format!("{:.2}x", ours / t)).unwrap_or_default();
     let paired = r.paired_ratios();
-    let pair_ratio = |i: usize| paired.map(|(pp, tg)| format!("{:.2}x (paired)", [pp, tg][i])).unwrap_or_default();
+    let pair_ratio = |i: usize| {
+        paired
+            .map(|(pp, tg)| format!("{:.2}x (paired)", [pp, tg][i]))
+            .unwrap_or_default()
+    };
     let peer_cell = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into());
-    let mut s = format!("model: {}  threads: {}\n\n| metric | rightsize | llama.cpp | ratio |\n|---|---|---|---|\n", r.model, r.threads);
+    let mut s = format!(
+        "model: {}  threads: {}\n\n| metric | rightsize | llama.cpp | ratio |\n|---|---|---|---|\n",
+        r.model, r.threads
+    );
     s += &format!("| load time | {:.2} s | | |\n", r.load_s);
     s += &format!("| time to first token (16-token prompt) | {:.1} ms | | |\n", r.ttft_ms);
-    s += &format!("| prefill tokens/s | {:.1} | {} | {} |\n", r.prefill_tps, peer_cell(p.map(|p| p.prefill_tps)), pair_ratio(0));
-    s += &format!("| decode tokens/s, single stream | {:.1} | {} | {} |\n", r.decode_tps, peer_cell(p.map(|p| p.decode_tps)), pair_ratio(1));
+    s += &format!(
+        "| prefill tokens/s | {:.1} | {} | {} |\n",
+        r.prefill_tps,
+        peer_cell(p.map(|p| p.prefill_tps)),
+        pair_ratio(0)
+    );
+    s += &format!(
+        "| decode tokens/s, single stream | {:.1} | {} | {} |\n",
+        r.decode_tps,
+        peer_cell(p.map(|p| p.decode_tps)),
+        pair_ratio(1)
+    );
     if !r.pairs.is_empty() {
-        let each = |f: fn(&Pair) -> f64| r.pairs.iter().map(|x| format!("{:.2}", f(x))).collect::<Vec<_>>().join(" ");
+        let each = |f: fn(&Pair) -> f64| {
+            r.pairs
+                .iter()
+                .map(|x| format!("{:.2}", f(x)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         s += &format!("| prefill ratio of each pair | {} | | |\n", each(|x| x.ratios().0));
         s += &format!("| decode ratio of each pair | {} | | |\n", each(|x| x.ratios().1));
     }
-    s += &format!("| single-stream step: in llama_decode / rest, ms | {:.2} / {:.2} | | |\n", r.decode_step_ms, r.overhead_step_ms);
+    s += &format!(
+        "| single-stream step: in llama_decode / rest, ms | {:.2} / {:.2} | | |\n",
+        r.decode_step_ms, r.overhead_step_ms
+    );
     for &(c, tps) in &r.aggregate_tps {
         let theirs = p.filter(|p| p.server_parallel == c).map(|p| p.server_aggregate_tps);
         let label = if theirs.is_some() { " (peer: llama-server)" } else { "" };
-        s += &format!("| aggregate decode tokens/s, {c} sequences{label} | {tps:.1} | {} | {} |\n", peer_cell(theirs), ratio(tps, theirs));
+        s += &format!(
+            "| aggregate decode tokens/s, {c} sequences{label} | {tps:.1} | {} | {} |\n",
+            peer_cell(theirs),
+            ratio(tps, theirs)
+        );
     }
     if let Some(one) = r.aggregate_tps.iter().find(|x| x.0 == 1).map(|x| x.1) {
         for &(c, tps) in r.aggregate_tps.iter().filter(|x| x.0 > 1) {
             s += &format!("| scaling: {c} sequences vs 1 | {:.2}x | | |\n", tps / one);
         }
     }
-    s += &format!("| weights (mmap) / KV cache | {} / {} | | |\n", mb(r.weight_bytes), mb(r.kv_cache_bytes));
+    s += &format!(
+        "| weights (mmap) / KV cache | {} / {} | | |\n",
+        mb(r.weight_bytes),
+        mb(r.kv_cache_bytes)
+    );
     s += &format!("| peak RSS | {} | | |\n", mb(r.peak_rss_bytes));
-    s += &format!("| resident after warm-up: anonymous / file-backed (repack {}) | {} / {} | | |\n", if r.repack { "on" } else { "off" }, mb(r.anon_rss_bytes), mb(r.file_rss_bytes));
+    s += &format!(
+        "| resident after warm-up: anonymous / file-backed (repack {}) | {} / {} | | |\n",
+        if r.repack { "on" } else { "off" },
+        mb(r.anon_rss_bytes),
+        mb(r.file_rss_bytes)
+    );
     s
 }
 
@@ -296,9 +374,17 @@ mod tests {
 
     #[test]
     fn peer_ratios_are_the_median_of_adjacent_pairs() {
-        let pair = |ours: f64, theirs: f64| Pair { prefill_tps: ours * 2.0, peer_prefill_tps: theirs * 2.0, decode_tps: ours, peer_decode_tps: theirs };
+        let pair = |ours: f64, theirs: f64| Pair {
+            prefill_tps: ours * 2.0,
+            peer_prefill_tps: theirs * 2.0,
+            decode_tps: ours,
+            peer_decode_tps: theirs,
+        };
         // A noisy peer: the ratio of medians (100/90 = 1.11) differs from the paired median.
-        let r = Report { pairs: vec![pair(100.0, 100.0), pair(90.0, 60.0), pair(80.0, 90.0)], ..Default::default() };
+        let r = Report {
+            pairs: vec![pair(100.0, 100.0), pair(90.0, 60.0), pair(80.0, 90.0)],
+            ..Default::default()
+        };
         let (pp, tg) = r.paired_ratios().unwrap();
         assert!((tg - 1.0).abs() < 1e-9 && (pp - 1.0).abs() < 1e-9, "{pp} {tg}");
         let t = table(&r);

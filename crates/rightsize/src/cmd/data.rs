@@ -67,9 +67,15 @@ pub fn data(a: DataArgs) -> Result<()> {
 }
 
 fn bbc_topic(a: BbcArgs) -> Result<()> {
-    let corpus = a.corpus.clone().unwrap_or_else(|| supply::Cache::from_env().dataset_dir("bbc-news"));
+    let corpus = a
+        .corpus
+        .clone()
+        .unwrap_or_else(|| supply::Cache::from_env().dataset_dir("bbc-news"));
     if !corpus.is_dir() {
-        bail!("the BBC News corpus is not at {}: run `rightsize pull bbc-news` first", corpus.display());
+        bail!(
+            "the BBC News corpus is not at {}: run `rightsize pull bbc-news` first",
+            corpus.display()
+        );
     }
     let digest = supply::read_marker(&corpus);
     let stamp = format!(
@@ -81,9 +87,16 @@ fn bbc_topic(a: BbcArgs) -> Result<()> {
         a.seed
     );
     let (ex_path, ev_path, st_path) = (a.out.join(EXAMPLES), a.out.join(EVAL), a.out.join(STAMP));
-    let current = digest.is_some() && ex_path.is_file() && ev_path.is_file() && std::fs::read_to_string(&st_path).is_ok_and(|s| s == stamp);
+    let current = digest.is_some()
+        && ex_path.is_file()
+        && ev_path.is_file()
+        && std::fs::read_to_string(&st_path).is_ok_and(|s| s == stamp);
     if current && !a.force {
-        eprintln!("bbc-topic: {} and {} are up to date", ev_path.display(), ex_path.display());
+        eprintln!(
+            "bbc-topic: {} and {} are up to date",
+            ev_path.display(),
+            ex_path.display()
+        );
         return Ok(());
     }
     let (examples, eval) = build(&corpus, &a)?;
@@ -110,7 +123,10 @@ struct Article {
 
 /// The examples and eval files' contents.
 fn build(corpus: &Path, a: &BbcArgs) -> Result<(String, String)> {
-    ensure!(a.eval_per_label % 2 == 0, "--eval-per-label must be even (half dev, half test)");
+    ensure!(
+        a.eval_per_label.is_multiple_of(2),
+        "--eval-per-label must be even (half dev, half test)"
+    );
     let mut dirs: Vec<String> = std::fs::read_dir(corpus)
         .with_context(|| format!("reading {}", corpus.display()))?
         .flatten()
@@ -118,14 +134,22 @@ fn build(corpus: &Path, a: &BbcArgs) -> Result<(String, String)> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     dirs.sort();
-    ensure!(dirs == LABELS, "{} should hold the folders {LABELS:?}, found {dirs:?}: run `rightsize pull bbc-news` again", corpus.display());
+    ensure!(
+        dirs == LABELS,
+        "{} should hold the folders {LABELS:?}, found {dirs:?}: run `rightsize pull bbc-news` again",
+        corpus.display()
+    );
     let mut headlines = HashSet::new();
     let mut eval: Vec<Vec<serde_json::Value>> = Vec::new();
     let mut examples = String::new();
     for label in LABELS {
         let mut articles = read_label(&corpus.join(label), label, a.max_chars, &mut headlines)?;
         let need = a.eval_per_label + a.examples_per_label;
-        ensure!(articles.len() >= need, "label `{label}` has {} distinct articles, {need} needed", articles.len());
+        ensure!(
+            articles.len() >= need,
+            "label `{label}` has {} distinct articles, {need} needed",
+            articles.len()
+        );
         let mut rng = SplitMix64(a.seed ^ fnv1a(label.as_bytes()));
         for i in (1..articles.len()).rev() {
             let j = (rng.next() % (i as u64 + 1)) as usize;
@@ -180,8 +204,14 @@ fn read_label(dir: &Path, label: &str, max_chars: usize, headlines: &mut HashSet
         }
         let body = squash(&lines.collect::<Vec<_>>().join(" "));
         let budget = max_chars.saturating_sub(headline.chars().count() + 1);
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        out.push(Article { id: format!("{label}-{stem}"), text: format!("{headline}\n{}", cut_at_word(&body, budget)) });
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Article {
+            id: format!("{label}-{stem}"),
+            text: format!("{headline}\n{}", cut_at_word(&body, budget)),
+        });
     }
     Ok(out)
 }
@@ -197,7 +227,11 @@ pub fn cut_at_word(s: &str, max: usize) -> String {
     }
     let end = s.char_indices().nth(max.saturating_sub(3)).map_or(s.len(), |(i, _)| i);
     let head = &s[..end];
-    let head = if s[end..].starts_with(' ') { head } else { head.rfind(' ').map_or(head, |i| &head[..i]) };
+    let head = if s[end..].starts_with(' ') {
+        head
+    } else {
+        head.rfind(' ').map_or(head, |i| &head[..i])
+    };
     format!("{}...", head.trim_end_matches([',', ';', ':', ' ']))
 }
 
@@ -208,7 +242,9 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// SplitMix64: a tiny, fixed PRNG so the shuffle never changes with a dependency's version.

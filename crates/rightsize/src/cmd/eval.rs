@@ -11,9 +11,9 @@ mod history;
 mod router;
 
 use crate::cmd::tasks::DirArgs;
-use compare::Family;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use compare::Family;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -76,7 +76,11 @@ pub struct EvalArgs {
 pub fn eval(a: EvalArgs) -> Result<()> {
     let cfg = a.dir.config()?;
     let cache = supply::Cache::from_env();
-    let store_at = a.store.clone().or_else(|| cfg.store.clone()).unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
+    let store_at = a
+        .store
+        .clone()
+        .or_else(|| cfg.store.clone())
+        .unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
     if a.history {
         return history::list(&store_at, &a.task, a.limit, a.json);
     }
@@ -84,22 +88,33 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let root = cache.root().to_owned();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let store = store::Store::open(&store_at).await.with_context(|| format!("opening the store for eval_runs ({store_at})"))?;
-        let mut state = server::state(cfg, cache, None)?;
+        let store = store::Store::open(&store_at)
+            .await
+            .with_context(|| format!("opening the store for eval_runs ({store_at})"))?;
+        let state = server::Builder::new(cfg, cache).tasks(dir, None).build()?;
         let all_hashes = state.model_hashes.clone();
-        server::attach_tasks(&mut state, &dir, None, root.clone())?;
         let mesh = state.mesh.clone().context("tasks not loaded")?;
         let task = mesh.task(&a.task, a.version)?;
-        let ds_path = a.dataset.clone().or_else(|| task.dataset_path()).with_context(|| format!("task `{}` has no `dataset`; pass --dataset", a.task))?;
+        let ds_path = a
+            .dataset
+            .clone()
+            .or_else(|| task.dataset_path())
+            .with_context(|| format!("task `{}` has no `dataset`; pass --dataset", a.task))?;
         let data = eval::Dataset::load(&ds_path)?;
-        let split_cfg = eval::SplitConfig { test_fraction: a.test_fraction, ..Default::default() };
+        let split_cfg = eval::SplitConfig {
+            test_fraction: a.test_fraction,
+            ..Default::default()
+        };
         data.check_no_leak(&split_cfg)?;
         let splits = data.split(&split_cfg);
         let bar = a.bar.or(task.spec.quality_bar).unwrap_or(0.9);
         let tiers: Vec<String> = task.tiers().map(|t| t.id()).collect();
 
         let bar_ui = indicatif::ProgressBar::new((data.items.len() * tiers.len()) as u64);
-        bar_ui.set_style(indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar_ui.set_style(
+            indicatif::ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         let t0 = std::time::Instant::now();
         let ui = bar_ui.clone();
         let progress = move |n: usize, tier: &str| {
@@ -109,7 +124,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let evaluation = mesh.evaluate_full(&task, &data, a.concurrency, &progress).await?;
         bar_ui.finish_and_clear();
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!("ran {} items × {} tiers in {secs:.1} s ({:.2} tier-runs/s, concurrency {})", data.items.len(), tiers.len(), (data.items.len() * tiers.len()) as f64 / secs, a.concurrency);
+        eprintln!(
+            "ran {} items × {} tiers in {secs:.1} s ({:.2} tier-runs/s, concurrency {})",
+            data.items.len(),
+            tiers.len(),
+            (data.items.len() * tiers.len()) as f64 / secs,
+            a.concurrency
+        );
         eprintln!("{}", evaluation.metric.line());
         let mut outcomes = evaluation.outcomes;
 
@@ -129,29 +150,50 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let test = outcomes.retain_ids(|id| !dev_ids.contains(id));
         let points = eval::calibrate(&dev, &eval::CalibrateOptions::default())?;
         let qbar = eval::QualityBar::mean(bar);
-        let mut report = eval::EvalReport::new(&task.spec.name, &ds_path.display().to_string(), tiers.clone(), points, &qbar)?.with_judge(evaluation.judge);
+        let mut report = eval::EvalReport::new(
+            &task.spec.name,
+            &ds_path.display().to_string(),
+            tiers.clone(),
+            points,
+            &qbar,
+        )?
+        .with_judge(evaluation.judge);
         compare::restrict(&mut report, a.strategy, &qbar)?;
         if !test.items.is_empty() {
             report = report.with_test(&test, &eval::CiOptions::default())?;
         }
         let rows = compare::rows(&report, &test, &qbar)?;
-        let note = routed.as_ref().map(router::note).unwrap_or_else(|| "No router was trained (--no-router, a one-tier ladder, or no router encoder).".into());
+        let note = routed
+            .as_ref()
+            .map(router::note)
+            .unwrap_or_else(|| "No router was trained (--no-router, a one-tier ladder, or no router encoder).".into());
         println!("{}", report.to_text());
         println!("{}", compare::text(&rows));
         println!("{note}");
 
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
         let task_dir = root.join("evals").join(&task.spec.name);
-        let out = a.out.clone().unwrap_or_else(|| task_dir.join(format!("v{}-{stamp}", task.spec.version)));
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| task_dir.join(format!("v{}-{stamp}", task.spec.version)));
         std::fs::create_dir_all(&out)?;
-        let mut models: Vec<String> = task.tiers().filter_map(|t| t.model.clone().or_else(|| t.encoder.clone())).collect();
+        let mut models: Vec<String> = task
+            .tiers()
+            .filter_map(|t| t.model.clone().or_else(|| t.encoder.clone()))
+            .collect();
         models.extend(routed.as_ref().map(|r| r.trained.router.meta.encoder.clone()));
         models.extend(match task.scoring()? {
             mesh::Scoring::Embedding { encoder, .. } => Some(encoder),
             mesh::Scoring::Judge { tier, .. } => tier.model.filter(|_| tier.kind == mesh::TierKind::Local),
             mesh::Scoring::Text(..) => None,
         });
-        let hashes: std::collections::BTreeMap<String, String> = models.into_iter().filter_map(|m| Some((m.clone(), all_hashes.get(&m)?.clone()))).collect();
+        let hashes: std::collections::BTreeMap<String, String> = models
+            .into_iter()
+            .filter_map(|m| Some((m.clone(), all_hashes.get(&m)?.clone())))
+            .collect();
         let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
         json["task_version"] = task.spec.version.into();
         json["model_hashes"] = serde_json::to_value(&hashes)?;
@@ -165,7 +207,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         eprintln!("report: {}", out.join("report.html").display());
         let rec = history::record(&task, &ds_path, hashes, &report, &json)?;
         store.record_eval(&rec).await?;
-        eprintln!("stored as {} in eval_runs (`rightsize eval {} --history`)", rec.id, task.spec.name);
+        eprintln!(
+            "stored as {} in eval_runs (`rightsize eval {} --history`)",
+            rec.id, task.spec.name
+        );
 
         let baseline = a.baseline.clone().unwrap_or_else(|| task_dir.join("baseline.json"));
         let summary = report.summary();
@@ -177,24 +222,46 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             eprintln!("baseline saved: {}", baseline.display());
         }
         if a.apply {
-            let next = mesh.registry.versions(&task.spec.name).into_iter().max().unwrap_or(task.spec.version) + 1;
+            let next = mesh
+                .registry
+                .versions(&task.spec.name)
+                .into_iter()
+                .max()
+                .unwrap_or(task.spec.version)
+                + 1;
             let path = apply(&task, &report.selection.chosen.strategy, next)?;
-            eprintln!("wrote {} (version {next}: {})", path.display(), report.selection.chosen.label);
-            if let (Some(r), false) = (&routed, matches!(report.selection.chosen.strategy, eval::Strategy::Cascade(_))) {
+            eprintln!(
+                "wrote {} (version {next}: {})",
+                path.display(),
+                report.selection.chosen.label
+            );
+            if let (Some(r), false) = (
+                &routed,
+                matches!(report.selection.chosen.strategy, eval::Strategy::Cascade(_)),
+            ) {
                 let dir = router::save_for(&r.trained.router, &root, &task.spec.name, next)?;
                 eprintln!("router for version {next}: {}", dir.display());
             }
         }
         if a.gate {
-            let base = eval::RunSummary::load(&baseline).with_context(|| format!("no baseline at {} (run with --save-baseline first)", baseline.display()))?;
+            let base = eval::RunSummary::load(&baseline)
+                .with_context(|| format!("no baseline at {} (run with --save-baseline first)", baseline.display()))?;
             let verdict = eval::gate(&base, &summary, a.tolerance);
             for r in verdict.reasons.iter().chain(&verdict.notes) {
                 eprintln!("gate: {r}");
             }
             if !verdict.passed {
-                bail!("gate failed: quality {:.3} vs baseline {:.3} (tolerance {})", summary.quality, base.quality, a.tolerance);
+                bail!(
+                    "gate failed: quality {:.3} vs baseline {:.3} (tolerance {})",
+                    summary.quality,
+                    base.quality,
+                    a.tolerance
+                );
             }
-            eprintln!("gate passed: quality {:.3} vs baseline {:.3}", summary.quality, base.quality);
+            eprintln!(
+                "gate passed: quality {:.3} vs baseline {:.3}",
+                summary.quality, base.quality
+            );
         }
         anyhow::Ok(())
     })
@@ -209,12 +276,23 @@ fn apply(task: &mesh::Task, strategy: &eval::Strategy, version: i64) -> Result<P
         eval::Strategy::Cascade(c) => (c.clone(), false),
         eval::Strategy::RouterCascade(c) => (c.clone(), true),
         // The routed tier alone: every tier accepts what it answers (errors still escalate).
-        eval::Strategy::Router => (eval::Cascade { thresholds: vec![0.0; all.len() - 1], tiers: all }, true),
+        eval::Strategy::Router => (
+            eval::Cascade {
+                thresholds: vec![0.0; all.len() - 1],
+                tiers: all,
+            },
+            true,
+        ),
     };
     let mut spec = task.spec.clone();
     let mut ladder = Vec::new();
     for (i, name) in c.tiers.iter().enumerate() {
-        let t = task.spec.ladder.iter().find(|t| &t.get_ref().id() == name).with_context(|| format!("tier {name} not in the ladder"))?;
+        let t = task
+            .spec
+            .ladder
+            .iter()
+            .find(|t| &t.get_ref().id() == name)
+            .with_context(|| format!("tier {name} not in the ladder"))?;
         let mut t = t.clone();
         t.get_mut().threshold = c.thresholds.get(i).copied().unwrap_or(0.0);
         t.get_mut().min_margin = None;
@@ -223,14 +301,24 @@ fn apply(task: &mesh::Task, strategy: &eval::Strategy, version: i64) -> Result<P
     spec.ladder = ladder;
     spec.version = version;
     spec.router = match (routes, spec.router.take()) {
-        (true, r) => Some(mesh::RouterSpec { enabled: true, ..r.unwrap_or_default() }),
+        (true, r) => Some(mesh::RouterSpec {
+            enabled: true,
+            ..r.unwrap_or_default()
+        }),
         (false, r) => r.map(|r| mesh::RouterSpec { enabled: false, ..r }),
     };
-    let path = task.file.with_file_name(format!("{}.v{}.toml", spec.name, spec.version));
+    let path = task
+        .file
+        .with_file_name(format!("{}.v{}.toml", spec.name, spec.version));
     if path.exists() {
         bail!("{} already exists", path.display());
     }
-    let text = format!("# Written by `rightsize eval {} --apply` from version {}.\n{}", spec.name, task.spec.version, toml::to_string(&spec)?);
+    let text = format!(
+        "# Written by `rightsize eval {} --apply` from version {}.\n{}",
+        spec.name,
+        task.spec.version,
+        toml::to_string(&spec)?
+    );
     std::fs::write(&path, text)?;
     if let Err(e) = mesh::Task::load(&path) {
         let _ = std::fs::remove_file(&path);

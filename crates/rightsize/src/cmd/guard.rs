@@ -27,12 +27,17 @@ pub enum GuardCmd {
 pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
     let GuardCmd::Pii { text, mode, config } = a.cmd;
     let cfg = server::ServerConfig::load(config.as_deref())?;
-    let detector = guard::Detector::new(if config.is_some() { cfg.pii.clone() } else { guard::PiiConfig::default() })?;
+    let detector = guard::Detector::new(if config.is_some() {
+        cfg.pii.clone()
+    } else {
+        guard::PiiConfig::default()
+    })?;
     let text = match text {
         Some(t) => t,
         None => std::io::read_to_string(std::io::stdin())?,
     };
-    let mode: guard::Mode = serde_json::from_value(serde_json::Value::String(mode.clone())).map_err(|_| anyhow::anyhow!("unknown mode `{mode}` (redact, mask, hash, block)"))?;
+    let mode: guard::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
+        .map_err(|_| anyhow::anyhow!("unknown mode `{mode}` (redact, mask, hash, block)"))?;
     let policy = guard::Policy::new(mode);
     // `hash` mode hashes with the server's key, so the CLI's tags match the server's.
     let policy = if mode == guard::Mode::Hash {
@@ -56,4 +61,3 @@ pub fn guard(a: GuardArgs) -> Result<std::process::ExitCode> {
         Err(e) => Err(e.into()),
     }
 }
-

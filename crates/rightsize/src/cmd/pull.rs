@@ -56,8 +56,10 @@ pub fn models(args: ModelsArgs) -> Result<()> {
             CacheStatus::Present { bytes, verified: true } => ("verified", Some(bytes)),
             CacheStatus::Present { bytes, verified: false } => ("cached (unverified)", Some(bytes)),
         };
-        rows.push(serde_json::json!({"id": e.id, "kind": e.kind.to_string(), "size": e.size, "state": state, "bytes": bytes,
-                                      "license": e.license, "description": e.description}));
+        rows.push(
+            serde_json::json!({"id": e.id, "kind": e.kind.to_string(), "size": e.size, "state": state, "bytes": bytes,
+                                      "license": e.license, "description": e.description}),
+        );
     }
     for m in cache.list_models() {
         if catalog.get(&m.id).is_none() {
@@ -70,10 +72,20 @@ pub fn models(args: ModelsArgs) -> Result<()> {
         return Ok(());
     }
     println!("cache: {}", cache.root().display());
-    println!("{:<14} {:<8} {:>9}  {:<20} {}", "ID", "KIND", "SIZE", "STATE", "DESCRIPTION");
+    println!("{:<14} {:<8} {:>9}  {:<20} DESCRIPTION", "ID", "KIND", "SIZE", "STATE");
     for r in rows {
-        let size = r["size"].as_u64().map(|b| format!("{:.0} MB", b as f64 / 1e6)).unwrap_or_else(|| "—".into());
-        println!("{:<14} {:<8} {:>9}  {:<20} {}", r["id"].as_str().unwrap_or(""), r["kind"].as_str().unwrap_or(""), size, r["state"].as_str().unwrap_or(""), r["description"].as_str().unwrap_or(""));
+        let size = r["size"]
+            .as_u64()
+            .map(|b| format!("{:.0} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "—".into());
+        println!(
+            "{:<14} {:<8} {:>9}  {:<20} {}",
+            r["id"].as_str().unwrap_or(""),
+            r["kind"].as_str().unwrap_or(""),
+            size,
+            r["state"].as_str().unwrap_or(""),
+            r["description"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }

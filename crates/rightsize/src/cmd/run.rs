@@ -161,9 +161,21 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-fn turn(engine: &Engine, args: &RunArgs, history: &[ChatMessage], params: &SamplingParams, constraint: &Option<Constraint>) -> Result<String> {
+fn turn(
+    engine: &Engine,
+    args: &RunArgs,
+    history: &[ChatMessage],
+    params: &SamplingParams,
+    constraint: &Option<Constraint>,
+) -> Result<String> {
     let prompt = if args.raw {
-        Prompt::Text(history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"))
+        Prompt::Text(
+            history
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     } else {
         Prompt::Chat(history.to_vec())
     };
@@ -189,7 +201,11 @@ fn turn(engine: &Engine, args: &RunArgs, history: &[ChatMessage], params: &Sampl
                 text.push_str(&f.tail);
                 writeln!(out)?;
                 let decode = f.total_time.saturating_sub(f.time_to_first_token).as_secs_f64();
-                let tps = if f.completion_tokens > 1 && decode > 0.0 { (f.completion_tokens - 1) as f64 / decode } else { 0.0 };
+                let tps = if f.completion_tokens > 1 && decode > 0.0 {
+                    (f.completion_tokens - 1) as f64 / decode
+                } else {
+                    0.0
+                };
                 eprintln!(
                     "[{} prompt + {} completion tokens, first token {:.0} ms, {:.1} tokens/s, finish: {:?}]",
                     f.prompt_tokens,

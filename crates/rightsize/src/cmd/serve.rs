@@ -24,26 +24,46 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     rt.block_on(async move {
         let bind = cfg.bind.clone();
         let models: Vec<String> = cfg.models.iter().map(|m| m.id.clone()).collect();
-        let store_at = cfg.store.clone().unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
+        let store_at = cfg
+            .store
+            .clone()
+            .unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
         let store = store::Store::open(&store_at).await?;
         let keys = server::keys::StoreKeys::start(store.clone(), std::time::Duration::from_secs(2)).await?;
         let tasks_dir = cfg.tasks_dir();
-        let cache_root = cache.root().to_owned();
-        let mut state = server::state(cfg, cache, Some(keys))?;
-        state.set_audit(store.clone());
-        state.set_quotas(store.clone());
-        if let Some(dir) = tasks_dir {
-            let n = server::attach_tasks(&mut state, &dir, Some(store), cache_root).with_context(|| format!("loading tasks from {}", dir.display()))?;
-            eprintln!("rightsize tasks: {n} from {}", dir.display());
-            for u in state.mesh.as_ref().map(|m| m.registry.unavailable()).unwrap_or_default() {
+        let mut builder = server::Builder::new(cfg, cache)
+            .keys(Some(keys))
+            .audit(store.clone())
+            .quotas(store.clone());
+        if let Some(dir) = &tasks_dir {
+            builder = builder.tasks(dir.clone(), Some(store));
+        }
+        let state = builder.build().map_err(|e| match e {
+            server::ServeError::Tasks { ref dir, .. } => {
+                let context = format!("loading tasks from {}", dir.display());
+                anyhow::Error::new(e).context(context)
+            }
+            e => e.into(),
+        })?;
+        if let (Some(dir), Some(mesh)) = (&tasks_dir, &state.mesh) {
+            eprintln!(
+                "rightsize tasks: {} from {}",
+                mesh.registry.latest().count(),
+                dir.display()
+            );
+            for u in mesh.registry.unavailable() {
                 eprintln!("rightsize tasks: {} unavailable ({})", u.name, u.reason);
             }
         }
-        let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("binding {bind}"))?;
         let addr = listener.local_addr()?;
         eprintln!("rightsize serving {} on http://{addr}", models.join(", "));
         eprintln!("try: curl http://{addr}/v1/chat/completions -H 'content-type: application/json' \\");
-        eprintln!("       -d '{{\"model\":\"qwen2.5-0.5b\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+        eprintln!(
+            "       -d '{{\"model\":\"qwen2.5-0.5b\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+        );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -46,11 +46,15 @@ impl DirArgs {
         Ok(server::ServerConfig::load(self.config.as_deref())?)
     }
     pub fn dir(&self, cfg: &server::ServerConfig) -> Result<PathBuf> {
-        self.tasks_dir.clone().or_else(|| cfg.tasks_dir()).context("no tasks directory: pass --tasks-dir or set `tasks_dir`")
+        self.tasks_dir
+            .clone()
+            .or_else(|| cfg.tasks_dir())
+            .context("no tasks directory: pass --tasks-dir or set `tasks_dir`")
     }
     fn registry(&self) -> Result<mesh::Registry> {
         let dir = self.dir(&self.config()?)?;
-        mesh::Registry::load_dir(&dir).map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
+        mesh::Registry::load_dir(&dir)
+            .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
     }
 }
 
@@ -58,10 +62,20 @@ pub fn tasks(a: TasksArgs) -> Result<()> {
     match a.cmd {
         TasksCmd::List(d) => {
             let reg = d.registry()?;
-            println!("{:<20} {:>7} {:<6} {:<60} DESCRIPTION", "TASK", "VERSION", "OUTPUT", "LADDER");
+            println!(
+                "{:<20} {:>7} {:<6} {:<60} DESCRIPTION",
+                "TASK", "VERSION", "OUTPUT", "LADDER"
+            );
             for t in reg.latest() {
                 let ladder = t.tiers().map(|x| x.id()).collect::<Vec<_>>().join(" → ");
-                println!("{:<20} {:>7} {:<6} {:<60} {}", t.spec.name, t.spec.version, format!("{:?}", t.spec.output.kind).to_lowercase(), ladder, t.spec.description);
+                println!(
+                    "{:<20} {:>7} {:<6} {:<60} {}",
+                    t.spec.name,
+                    t.spec.version,
+                    format!("{:?}", t.spec.output.kind).to_lowercase(),
+                    ladder,
+                    t.spec.description
+                );
             }
             for u in reg.unavailable() {
                 println!("{:<20} {:>7} unavailable: {}", u.name, u.version, u.reason);
@@ -73,7 +87,12 @@ pub fn tasks(a: TasksArgs) -> Result<()> {
             if let (None, Some(u)) = (reg.get(&name, version), reg.why_unavailable(&name, version)) {
                 bail!("task `{name}` is unavailable: {}", u.reason);
             }
-            let t = reg.get(&name, version).with_context(|| format!("no task `{name}`{}", version.map(|v| format!(" version {v}")).unwrap_or_default()))?;
+            let t = reg.get(&name, version).with_context(|| {
+                format!(
+                    "no task `{name}`{}",
+                    version.map(|v| format!(" version {v}")).unwrap_or_default()
+                )
+            })?;
             println!("# {}", t.file.display());
             println!("{}", serde_json::to_string_pretty(&t.spec)?);
             Ok(())
@@ -132,7 +151,9 @@ pub struct TaskArgs {
 fn parse_inputs(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for r in raw {
-        let (k, v) = r.split_once('=').with_context(|| format!("--input `{r}` is not name=value"))?;
+        let (k, v) = r
+            .split_once('=')
+            .with_context(|| format!("--input `{r}` is not name=value"))?;
         let v = match v.strip_prefix('@') {
             Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
             None => v.to_owned(),
@@ -148,15 +169,25 @@ pub fn task(a: TaskArgs) -> Result<()> {
     let cfg = a.dir.config()?;
     let dir = a.dir.dir(&cfg)?;
     let cache = supply::Cache::from_env();
-    let store_at = cfg.store.clone().unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
-    let cache_root = cache.root().to_owned();
+    let store_at = cfg
+        .store
+        .clone()
+        .unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let store = store::Store::open(&store_at).await?;
-        let mut state = server::state(cfg, cache, None)?;
-        server::attach_tasks(&mut state, &dir, Some(store), cache_root)?;
+        let state = server::Builder::new(cfg, cache).tasks(dir, Some(store)).build()?;
         let mesh = state.mesh.clone().context("tasks not loaded")?;
-        let answer = mesh.run(&a.name, &inputs, mesh::RunOptions { version: a.version, ..Default::default() }).await?;
+        let answer = mesh
+            .run(
+                &a.name,
+                &inputs,
+                mesh::RunOptions {
+                    version: a.version,
+                    ..Default::default()
+                },
+            )
+            .await?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&answer)?);
             return Ok(());
@@ -167,7 +198,10 @@ pub fn task(a: TaskArgs) -> Result<()> {
         };
         println!("{out}");
         eprintln!();
-        eprintln!("{:<28} {:>10} {:>9} {:>9} {:>11}  RESULT", "TIER", "CONFIDENCE", "THRESHOLD", "MS", "COST USD");
+        eprintln!(
+            "{:<28} {:>10} {:>9} {:>9} {:>11}  RESULT",
+            "TIER", "CONFIDENCE", "THRESHOLD", "MS", "COST USD"
+        );
         for t in &answer.tiers {
             let result = match (&t.error, t.accepted) {
                 (Some(e), _) => format!("error: {e}"),
@@ -175,9 +209,22 @@ pub fn task(a: TaskArgs) -> Result<()> {
                 (None, false) => "escalated".into(),
             };
             let conf = t.confidence.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into());
-            eprintln!("{:<28} {:>10} {:>9.2} {:>9.0} {:>11.8}  {result}", t.tier, conf, t.threshold, t.latency_ms, t.cost_usd);
+            eprintln!(
+                "{:<28} {:>10} {:>9.2} {:>9.0} {:>11.8}  {result}",
+                t.tier, conf, t.threshold, t.latency_ms, t.cost_usd
+            );
         }
-        eprintln!("answered by {} in {:.0} ms, cost ${:.8}{}", answer.tier, answer.latency_ms, answer.cost_usd, if answer.accepted { "" } else { " (no tier reached its threshold: most confident answer)" });
+        eprintln!(
+            "answered by {} in {:.0} ms, cost ${:.8}{}",
+            answer.tier,
+            answer.latency_ms,
+            answer.cost_usd,
+            if answer.accepted {
+                ""
+            } else {
+                " (no tier reached its threshold: most confident answer)"
+            }
+        );
         anyhow::Ok(())
     })
 }
@@ -204,7 +251,11 @@ pub struct StatsArgs {
 pub fn stats(a: StatsArgs) -> Result<()> {
     let cfg = server::ServerConfig::load(a.config.as_deref())?;
     let cache = supply::Cache::from_env();
-    let at = a.store.clone().or(cfg.store.clone()).unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
+    let at = a
+        .store
+        .clone()
+        .or(cfg.store.clone())
+        .unwrap_or_else(|| cache.root().join("rightsize.db").display().to_string());
     let rule = cfg.shadow.rule();
     let rt = tokio::runtime::Runtime::new()?;
     let (rows, drift) = rt.block_on(async {
@@ -225,19 +276,46 @@ pub fn stats(a: StatsArgs) -> Result<()> {
         anyhow::Ok((rows, drift))
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "days": rows, "shadow": drift }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "days": rows, "shadow": drift }))?
+        );
         return Ok(());
     }
-    println!("{:<20} {:<10} {:>6} {:>14} {:>9} {:>9} {:>10} {:>7} {:>8}  BY TIER", "TASK", "DAY", "RUNS", "COST/RUN USD", "P50 MS", "P95 MS", "ESCALATED", "ERRORS", "BLOCKED");
+    println!(
+        "{:<20} {:<10} {:>6} {:>14} {:>9} {:>9} {:>10} {:>7} {:>8}  BY TIER",
+        "TASK", "DAY", "RUNS", "COST/RUN USD", "P50 MS", "P95 MS", "ESCALATED", "ERRORS", "BLOCKED"
+    );
     let mut guarded = Vec::new();
     for r in &rows {
-        let tiers = r.by_tier.iter().map(|(t, n)| format!("{t}={n}")).collect::<Vec<_>>().join(" ");
+        let tiers = r
+            .by_tier
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         println!(
             "{:<20} {:<10} {:>6} {:>14.8} {:>9.0} {:>9.0} {:>9.1}% {:>6.1}% {:>8}  {tiers}",
-            r.task, r.day, r.runs, r.cost_per_run_usd, r.p50_latency_ms, r.p95_latency_ms, r.escalation_rate * 100.0, r.error_rate * 100.0, r.blocked
+            r.task,
+            r.day,
+            r.runs,
+            r.cost_per_run_usd,
+            r.p50_latency_ms,
+            r.p95_latency_ms,
+            r.escalation_rate * 100.0,
+            r.error_rate * 100.0,
+            r.blocked
         );
         if !r.guard.is_empty() {
-            guarded.push((r.task.clone(), r.day.clone(), r.guard.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")));
+            guarded.push((
+                r.task.clone(),
+                r.day.clone(),
+                r.guard
+                    .iter()
+                    .map(|(k, n)| format!("{k}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
         }
     }
     if !guarded.is_empty() {
@@ -252,17 +330,41 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     }
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into());
     println!();
-    println!("{:<20} {:<10} {:>8} {:>7} {:>10}  SHADOW (agreement with the top tier)", "TASK", "DAY", "SAMPLES", "ERRORS", "AGREEMENT");
+    println!(
+        "{:<20} {:<10} {:>8} {:>7} {:>10}  SHADOW (agreement with the top tier)",
+        "TASK", "DAY", "SAMPLES", "ERRORS", "AGREEMENT"
+    );
     for d in &drift {
         for day in &d.days {
-            println!("{:<20} {:<10} {:>8} {:>7} {:>10}", d.task, day.day, day.samples, day.errors, pct(day.agreement));
+            println!(
+                "{:<20} {:<10} {:>8} {:>7} {:>10}",
+                d.task,
+                day.day,
+                day.samples,
+                day.errors,
+                pct(day.agreement)
+            );
         }
     }
     println!();
     for d in &drift {
-        let rolling = format!("rolling {} over {} of {} samples (alert below {:.1}%)", pct(d.rolling_agreement), d.rolling_samples, d.window, d.min_agreement * 100.0);
-        let reeval = d.reeval.as_ref().map(|r| format!("; re-eval v{} quality {:.3} on {} items", r.version, r.quality, r.n)).unwrap_or_default();
-        let state = if d.drift_alert { format!("DRIFT ALERT: {}", d.reasons.join("; ")) } else { "no drift".into() };
+        let rolling = format!(
+            "rolling {} over {} of {} samples (alert below {:.1}%)",
+            pct(d.rolling_agreement),
+            d.rolling_samples,
+            d.window,
+            d.min_agreement * 100.0
+        );
+        let reeval = d
+            .reeval
+            .as_ref()
+            .map(|r| format!("; re-eval v{} quality {:.3} on {} items", r.version, r.quality, r.n))
+            .unwrap_or_default();
+        let state = if d.drift_alert {
+            format!("DRIFT ALERT: {}", d.reasons.join("; "))
+        } else {
+            "no drift".into()
+        };
         println!("{:<20} {rolling}{reeval} — {state}", d.task);
     }
     Ok(())

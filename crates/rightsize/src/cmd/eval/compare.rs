@@ -57,12 +57,24 @@ pub fn restrict(report: &mut EvalReport, family: Family, bar: &QualityBar) -> an
     if family == Family::Any {
         return Ok(());
     }
-    let pts: Vec<SimResult> = report.points.iter().filter(|p| family.admits(&p.strategy)).cloned().collect();
+    let pts: Vec<SimResult> = report
+        .points
+        .iter()
+        .filter(|p| family.admits(&p.strategy))
+        .cloned()
+        .collect();
     if pts.is_empty() {
-        anyhow::bail!("no `{}` configuration was evaluated (a router needs a ladder of two or more tiers and the router encoder)", family.name());
+        anyhow::bail!(
+            "no `{}` configuration was evaluated (a router needs a ladder of two or more tiers and the router encoder)",
+            family.name()
+        );
     }
     let sel = eval::select(&pts, bar)?;
-    report.chosen = report.points.iter().position(|p| p.strategy == sel.chosen.strategy).unwrap_or(report.chosen);
+    report.chosen = report
+        .points
+        .iter()
+        .position(|p| p.strategy == sel.chosen.strategy)
+        .unwrap_or(report.chosen);
     report.selection = sel;
     Ok(())
 }
@@ -71,20 +83,48 @@ pub fn restrict(report: &mut EvalReport, family: Family, bar: &QualityBar) -> an
 pub fn rows(report: &EvalReport, test: &Outcomes, bar: &QualityBar) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::new();
     for f in [Family::Cascade, Family::Router, Family::RouterCascade] {
-        let pts: Vec<SimResult> = report.points.iter().filter(|p| f.admits(&p.strategy)).cloned().collect();
+        let pts: Vec<SimResult> = report
+            .points
+            .iter()
+            .filter(|p| f.admits(&p.strategy))
+            .cloned()
+            .collect();
         if pts.is_empty() {
             continue;
         }
         let sel = eval::select(&pts, bar)?;
-        let t = if test.is_empty() { None } else { Some(eval::evaluate_on(&sel.chosen.strategy, test, &eval::CiOptions::default())?) };
-        out.push(Row { family: f.name(), label: sel.chosen.label.clone(), meets_bar: sel.meets_bar, dev: sel.chosen, test: t });
+        let t = if test.is_empty() {
+            None
+        } else {
+            Some(eval::evaluate_on(
+                &sel.chosen.strategy,
+                test,
+                &eval::CiOptions::default(),
+            )?)
+        };
+        out.push(Row {
+            family: f.name(),
+            label: sel.chosen.label.clone(),
+            meets_bar: sel.meets_bar,
+            dev: sel.chosen,
+            test: t,
+        });
     }
     Ok(out)
 }
 
 /// An aligned terminal table of the rows.
 pub fn text(rows: &[Row]) -> String {
-    let mut cells = vec![["family", "config", "dev quality", "test quality", "test cost/1k", "test p95 ms", "escalation"].map(String::from)];
+    let mut cells = vec![[
+        "family",
+        "config",
+        "dev quality",
+        "test quality",
+        "test cost/1k",
+        "test p95 ms",
+        "escalation",
+    ]
+    .map(String::from)];
     for r in rows {
         let t = r.test.as_ref();
         cells.push([
@@ -94,13 +134,24 @@ pub fn text(rows: &[Row]) -> String {
             t.map(fmt_quality).unwrap_or_else(|| "-".into()),
             t.map(|t| fmt_cost(t.cost_per_1k)).unwrap_or_else(|| "-".into()),
             t.map(|t| format!("{:.0}", t.p95_ms)).unwrap_or_else(|| "-".into()),
-            t.map(|t| format!("{:.1}%", t.escalation_rate * 100.0)).unwrap_or_else(|| "-".into()),
+            t.map(|t| format!("{:.1}%", t.escalation_rate * 100.0))
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in &cells {
-        let line: Vec<String> = (0..7).map(|c| if c < 2 { format!("{:<w$}", row[c], w = widths[c]) } else { format!("{:>w$}", row[c], w = widths[c]) }).collect();
+        let line: Vec<String> = (0..7)
+            .map(|c| {
+                if c < 2 {
+                    format!("{:<w$}", row[c], w = widths[c])
+                } else {
+                    format!("{:>w$}", row[c], w = widths[c])
+                }
+            })
+            .collect();
         out += line.join("  ").trim_end();
         out.push('\n');
     }

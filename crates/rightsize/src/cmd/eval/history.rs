@@ -6,7 +6,13 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// The row for one run.
-pub fn record(task: &mesh::Task, dataset: &std::path::Path, model_hashes: BTreeMap<String, String>, report: &eval::EvalReport, json: &serde_json::Value) -> Result<store::EvalRunRecord> {
+pub fn record(
+    task: &mesh::Task,
+    dataset: &std::path::Path,
+    model_hashes: BTreeMap<String, String>,
+    report: &eval::EvalReport,
+    json: &serde_json::Value,
+) -> Result<store::EvalRunRecord> {
     let chosen = &report.selection.chosen;
     Ok(store::EvalRunRecord {
         id: format!("eval_{:016x}", rand_id()),
@@ -28,7 +34,9 @@ pub fn record(task: &mesh::Task, dataset: &std::path::Path, model_hashes: BTreeM
 }
 
 fn rand_id() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(40)
 }
 
@@ -47,11 +55,24 @@ pub fn list(store_at: &str, task: &str, limit: i64, as_json: bool) -> Result<()>
         println!("no stored eval runs for task `{task}`");
         return Ok(());
     }
-    println!("{:<22} {:<16} {:>3} {:<12} {:>8} {:>8} {:>11} {:<40} MODELS", "ID", "WHEN (UTC)", "V", "DATA SHA256", "DEV Q", "TEST Q", "COST/1K", "CHOSEN");
+    println!(
+        "{:<22} {:<16} {:>3} {:<12} {:>8} {:>8} {:>11} {:<40} MODELS",
+        "ID", "WHEN (UTC)", "V", "DATA SHA256", "DEV Q", "TEST Q", "COST/1K", "CHOSEN"
+    );
     for r in rows {
         let ms = r.ts_ms.rem_euclid(86_400_000);
-        let when = format!("{} {:02}:{:02}", store::day_of(r.ts_ms), ms / 3_600_000, ms / 60_000 % 60);
-        let models = r.model_hashes.iter().map(|(m, h)| format!("{m}={}", &h[..h.len().min(8)])).collect::<Vec<_>>().join(" ");
+        let when = format!(
+            "{} {:02}:{:02}",
+            store::day_of(r.ts_ms),
+            ms / 3_600_000,
+            ms / 60_000 % 60
+        );
+        let models = r
+            .model_hashes
+            .iter()
+            .map(|(m, h)| format!("{m}={}", &h[..h.len().min(8)]))
+            .collect::<Vec<_>>()
+            .join(" ");
         let cost = r.test_cost_per_1k.unwrap_or(r.dev_cost_per_1k);
         println!(
             "{:<22} {:<16} {:>3} {:<12} {:>8.3} {:>8} {:>11} {:<40} {models}",

@@ -4,7 +4,7 @@
 //! and save the router where runs of the evaluated version (and an `--apply`ed one) find it.
 
 use anyhow::Result;
-use mesh::router::{router_dir, Router, Trained};
+use mesh::learned_router::{router_dir, Router, Trained};
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,18 @@ pub struct Routed {
     pub saved: PathBuf,
 }
 
-pub async fn attach(mesh: &mesh::Mesh, task: &mesh::Task, data: &eval::Dataset, dev_ids: &HashSet<&str>, outcomes: &mut eval::Outcomes, root: &Path) -> Result<Routed> {
-    anyhow::ensure!(outcomes.items.iter().zip(&data.items).all(|(o, d)| o.id == d.id), "outcomes and data set items are not in the same order");
+pub async fn attach(
+    mesh: &mesh::Mesh,
+    task: &mesh::Task,
+    data: &eval::Dataset,
+    dev_ids: &HashSet<&str>,
+    outcomes: &mut eval::Outcomes,
+    root: &Path,
+) -> Result<Routed> {
+    anyhow::ensure!(
+        outcomes.items.iter().zip(&data.items).all(|(o, d)| o.id == d.id),
+        "outcomes and data set items are not in the same order"
+    );
     let inputs = data.items.iter().map(|i| i.input.clone()).collect();
     let is_dev: Vec<bool> = outcomes.items.iter().map(|i| dev_ids.contains(i.id.as_str())).collect();
     let trained = mesh.train_router(task, inputs, outcomes, &is_dev, FOLDS).await?;
@@ -29,7 +39,11 @@ pub async fn attach(mesh: &mesh::Mesh, task: &mesh::Task, data: &eval::Dataset, 
     }
     let saved = save_for(&trained.router, root, &task.spec.name, task.spec.version)?;
     let min_confidence = task.spec.router.as_ref().map_or(0.0, |r| r.min_confidence);
-    Ok(Routed { trained, min_confidence, saved })
+    Ok(Routed {
+        trained,
+        min_confidence,
+        saved,
+    })
 }
 
 /// Save `router` for runs of `task` version `version`.

@@ -1,4 +1,4 @@
-//! The pre-generation router: a small classifier on the input's embedding that predicts the
+//! The learned, pre-generation router: a small classifier on the input's embedding that predicts the
 //! cheapest tier likely to answer right, so a hard input starts the cascade where it would
 //! have ended instead of paying for every tier below.
 //!
@@ -14,6 +14,9 @@
 //! `router.json`), the hash covering the training inputs, targets, ladder and encoder; a run
 //! uses the newest router saved for its task version. Without one the task runs the plain
 //! cascade.
+//!
+//! Named `learned_router` (not `router`) so it is not taken for an HTTP router such as the
+//! server's `routes::router`: this one is a trained model that picks a ladder's first tier.
 
 use crate::error::MeshError;
 use crate::examples;
@@ -55,7 +58,11 @@ pub struct RouterSpec {
 
 impl Default for RouterSpec {
     fn default() -> Self {
-        RouterSpec { enabled: true, encoder: default_encoder(), min_confidence: 0.0 }
+        RouterSpec {
+            enabled: true,
+            encoder: default_encoder(),
+            min_confidence: 0.0,
+        }
     }
 }
 
@@ -63,13 +70,19 @@ impl RouterSpec {
     /// (field, message) of the first problem.
     pub(crate) fn check(&self, n_tiers: usize) -> Result<(), (String, String)> {
         if self.encoder.trim().is_empty() {
-            return Err(("encoder".into(), "must name an encoder model, e.g. \"minilm-l6\"".into()));
+            return Err((
+                "encoder".into(),
+                "must name an encoder model, e.g. \"minilm-l6\"".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_confidence) {
             return Err(("min_confidence".into(), "must be between 0 and 1".into()));
         }
         if self.enabled && n_tiers < 2 {
-            return Err(("enabled".into(), "a router picks the starting tier: the ladder needs at least two tiers".into()));
+            return Err((
+                "enabled".into(),
+                "a router picks the starting tier: the ladder needs at least two tiers".into(),
+            ));
         }
         Ok(())
     }
@@ -127,9 +140,16 @@ pub struct Pick {
 
 /// Most probable tier; tier 0 (the plain cascade) when it is less likely than `min_confidence`.
 pub fn pick(probs: &[f32], min_confidence: f64) -> Pick {
-    let predicted = probs.iter().enumerate().fold(0, |b, (i, p)| if *p > probs[b] { i } else { b });
+    let predicted = probs
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, p)| if *p > probs[b] { i } else { b });
     let confidence = probs.get(predicted).copied().unwrap_or(0.0) as f64;
-    Pick { predicted, confidence, start: if confidence < min_confidence { 0 } else { predicted } }
+    Pick {
+        predicted,
+        confidence,
+        start: if confidence < min_confidence { 0 } else { predicted },
+    }
 }
 
 /// Per item, the training target: the cheapest tier (no error) whose score matched the best
@@ -140,11 +160,19 @@ pub fn targets(outcomes: &eval::Outcomes) -> Vec<usize> {
         .items
         .iter()
         .map(|item| {
-            let best = item.tiers.iter().filter(|o| !o.error).map(|o| o.score).fold(0.0, f64::max);
+            let best = item
+                .tiers
+                .iter()
+                .filter(|o| !o.error)
+                .map(|o| o.score)
+                .fold(0.0, f64::max);
             if best <= 0.0 {
                 return top;
             }
-            item.tiers.iter().position(|o| !o.error && o.score >= best - 1e-9).unwrap_or(top)
+            item.tiers
+                .iter()
+                .position(|o| !o.error && o.score >= best - 1e-9)
+                .unwrap_or(top)
         })
         .collect()
 }
@@ -163,7 +191,9 @@ pub fn data_hash(texts: &[String], y: &[usize], tiers: &[String], encoder_id: &s
 
 /// Where a router for `task` version `version` trained on data `hash` is saved.
 pub fn router_dir(root: &Path, task: &str, version: i64, hash: &str) -> PathBuf {
-    root.join("heads").join(task).join(format!("router-v{version}-{}", &hash[..hash.len().min(12)]))
+    root.join("heads")
+        .join(task)
+        .join(format!("router-v{version}-{}", &hash[..hash.len().min(12)]))
 }
 
 /// The newest router saved for `task` version `version` under `root`, if any.
@@ -174,7 +204,8 @@ pub fn find(root: &Path, task: &str, version: i64) -> Option<PathBuf> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .filter_map(|e| {
-            let meta: RouterMeta = serde_json::from_str(&std::fs::read_to_string(e.path().join(ROUTER_META_FILE)).ok()?).ok()?;
+            let meta: RouterMeta =
+                serde_json::from_str(&std::fs::read_to_string(e.path().join(ROUTER_META_FILE)).ok()?).ok()?;
             Some((meta.trained_ms, e.path()))
         })
         .max()
@@ -182,7 +213,10 @@ pub fn find(root: &Path, task: &str, version: i64) -> Option<PathBuf> {
 }
 
 fn train_cfg() -> TrainConfig {
-    TrainConfig { seed: 7, ..TrainConfig::default() }
+    TrainConfig {
+        seed: 7,
+        ..TrainConfig::default()
+    }
 }
 
 /// Train a head over the tiers. A tier that is never the cheapest right one has no examples:
@@ -190,7 +224,8 @@ fn train_cfg() -> TrainConfig {
 /// its failures come back as errors.
 fn train_head(x: &[Vec<f32>], y: &[usize], tiers: &[String]) -> Result<Head, MeshError> {
     let quiet = tracing::subscriber::NoSubscriber::default();
-    tracing::subscriber::with_default(quiet, || Head::train(x, y, tiers.to_vec(), train_cfg())).map_err(|e| bad("training the router", e))
+    tracing::subscriber::with_default(quiet, || Head::train(x, y, tiers.to_vec(), train_cfg()))
+        .map_err(|e| bad("training the router", e))
 }
 
 fn bad(what: &str, e: impl std::fmt::Display) -> MeshError {
@@ -199,7 +234,12 @@ fn bad(what: &str, e: impl std::fmt::Display) -> MeshError {
 
 impl Router {
     /// Train on embeddings `x` with targets `y` (indices into `meta.tiers`).
-    pub fn train(x: &[Vec<f32>], y: &[usize], meta: RouterMeta, encoder: Option<EncoderRef>) -> Result<Router, MeshError> {
+    pub fn train(
+        x: &[Vec<f32>],
+        y: &[usize],
+        meta: RouterMeta,
+        encoder: Option<EncoderRef>,
+    ) -> Result<Router, MeshError> {
         let mut head = train_head(x, y, &meta.tiers)?;
         head.set_encoder(encoder);
         Ok(Router { head, meta })
@@ -222,7 +262,10 @@ impl Router {
         let text = std::fs::read_to_string(&path).map_err(|e| bad(&path.display().to_string(), e))?;
         let meta: RouterMeta = serde_json::from_str(&text).map_err(|e| bad(&path.display().to_string(), e))?;
         if meta.tiers != head.labels() {
-            return Err(bad(&path.display().to_string(), "the tiers do not match the head's classes"));
+            return Err(bad(
+                &path.display().to_string(),
+                "the tiers do not match the head's classes",
+            ));
         }
         Ok(Router { head, meta })
     }
@@ -244,7 +287,10 @@ impl Router {
 pub fn cross_val(x: &[Vec<f32>], y: &[usize], tiers: &[String], k: usize) -> Result<Vec<Vec<f32>>, MeshError> {
     let k = k.min(x.len());
     if k < 2 {
-        return Err(MeshError::BadInput(format!("cross-validating the router needs at least 2 items, got {}", x.len())));
+        return Err(MeshError::BadInput(format!(
+            "cross-validating the router needs at least 2 items, got {}",
+            x.len()
+        )));
     }
     let mut out = vec![Vec::new(); x.len()];
     for fold in 0..k {
@@ -252,7 +298,9 @@ pub fn cross_val(x: &[Vec<f32>], y: &[usize], tiers: &[String], k: usize) -> Res
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| x[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| y[i]).collect();
         let head = train_head(&xs, &ys, tiers)?;
-        let probs = head.predict_proba(&held.iter().map(|&i| x[i].clone()).collect::<Vec<_>>()).map_err(|e| bad("routing", e))?;
+        let probs = head
+            .predict_proba(&held.iter().map(|&i| x[i].clone()).collect::<Vec<_>>())
+            .map_err(|e| bad("routing", e))?;
         for (i, p) in held.into_iter().zip(probs) {
             out[i] = p;
         }
@@ -287,7 +335,10 @@ impl Mesh {
         let text = examples::encoder_text(&task.spec.inputs, inputs);
         let t = Instant::now();
         let r = router.clone();
-        let probs = tokio::task::spawn_blocking(move || r.probs(&enc.embed(&[text.as_str()]).map_err(|e| bad("embedding", e))?)).await;
+        let probs = tokio::task::spawn_blocking(move || {
+            r.probs(&enc.embed(&[text.as_str()]).map_err(|e| bad("embedding", e))?)
+        })
+        .await;
         let secs = t.elapsed().as_secs_f64();
         let probs = match probs {
             Ok(Ok(p)) => p.into_iter().next()?,
@@ -326,8 +377,10 @@ impl Mesh {
         cell.get_or_init(|| async move {
             let loaded = tokio::task::spawn_blocking(move || {
                 let dir = find(&root, &key.0, key.1)?;
-                let r = Router::load(&dir).and_then(|r| r.head.check_compatible(&enc).map(|_| r).map_err(|e| bad("router", e)));
-                r.map_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "unusable router: plain cascade")).ok()
+                let r = Router::load(&dir)
+                    .and_then(|r| r.head.check_compatible(&enc).map(|_| r).map_err(|e| bad("router", e)));
+                r.map_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "unusable router: plain cascade"))
+                    .ok()
             });
             loaded.await.ok().flatten().map(Arc::new)
         })

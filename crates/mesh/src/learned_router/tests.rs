@@ -18,7 +18,11 @@ fn minilm() -> Option<encoder::Encoder> {
 }
 
 fn tiers() -> Vec<String> {
-    vec!["classifier:minilm-l6".into(), "local:smollm2-135m".into(), "local:qwen2.5-0.5b".into()]
+    vec![
+        "classifier:minilm-l6".into(),
+        "local:smollm2-135m".into(),
+        "local:qwen2.5-0.5b".into(),
+    ]
 }
 
 #[test]
@@ -27,7 +31,11 @@ fn targets_are_the_cheapest_tier_matching_the_best_score() {
     let mut o = Outcomes::new(tiers());
     o.push("cheap", vec![ok(1.0), ok(1.0), ok(1.0)]).unwrap();
     o.push("middle", vec![ok(0.0), ok(1.0), ok(1.0)]).unwrap();
-    o.push("error-then-right", vec![TierOutcome::failed(0.0, 1.0), ok(0.0), ok(1.0)]).unwrap();
+    o.push(
+        "error-then-right",
+        vec![TierOutcome::failed(0.0, 1.0), ok(0.0), ok(1.0)],
+    )
+    .unwrap();
     o.push("nobody", vec![ok(0.0), ok(0.0), ok(0.0)]).unwrap();
     o.push("partial", vec![ok(0.5), ok(0.8), ok(0.8)]).unwrap();
     assert_eq!(targets(&o), [0, 1, 2, 2, 1]);
@@ -35,16 +43,40 @@ fn targets_are_the_cheapest_tier_matching_the_best_score() {
 
 #[test]
 fn picks_fall_back_and_map_onto_a_shorter_ladder() {
-    assert_eq!(pick(&[0.2, 0.7, 0.1], 0.5), Pick { predicted: 1, confidence: 0.7f32 as f64, start: 1 });
-    assert_eq!(pick(&[0.2, 0.45, 0.35], 0.5).start, 0, "below min_confidence: the plain cascade");
+    assert_eq!(
+        pick(&[0.2, 0.7, 0.1], 0.5),
+        Pick {
+            predicted: 1,
+            confidence: 0.7f32 as f64,
+            start: 1
+        }
+    );
+    assert_eq!(
+        pick(&[0.2, 0.45, 0.35], 0.5).start,
+        0,
+        "below min_confidence: the plain cascade"
+    );
     // A router over 3 tiers, tried on ladders an `--apply` might write.
     let x: Vec<Vec<f32>> = (0..6).map(|i| vec![i as f32, 1.0]).collect();
-    let meta = RouterMeta { task: "t".into(), trained_for_version: 1, tiers: tiers(), encoder: "e".into(), examples: 6, data_hash: "ab".repeat(32), trained_ms: 0, cv_accuracy: None };
+    let meta = RouterMeta {
+        task: "t".into(),
+        trained_for_version: 1,
+        tiers: tiers(),
+        encoder: "e".into(),
+        examples: 6,
+        data_hash: "ab".repeat(32),
+        trained_ms: 0,
+        cv_accuracy: None,
+    };
     let r = Router::train(&x, &[0, 0, 1, 1, 2, 2], meta, None).unwrap();
     let t = tiers();
     assert_eq!(r.start_in(&t, 1), 1);
     let shorter = vec![t[0].clone(), t[2].clone()];
-    assert_eq!(r.start_in(&shorter, 1), 1, "routed to a dropped tier: the next one kept");
+    assert_eq!(
+        r.start_in(&shorter, 1),
+        1,
+        "routed to a dropped tier: the next one kept"
+    );
     assert_eq!(r.start_in(&shorter, 0), 0);
     assert_eq!(r.start_in(&[t[1].clone()], 2), 0, "nothing at or above: the last tier");
 }
@@ -89,7 +121,14 @@ fn minilm_router_learns_which_inputs_the_cheap_tier_gets_wrong() {
     let mut texts = Vec::new();
     for (i, (easy, hard)) in EASY.iter().zip(HARD).enumerate() {
         for (t, cheap_right) in [(easy, true), (hard, false)] {
-            o.push(format!("{i}-{cheap_right}"), vec![TierOutcome::new(cheap_right, Some(0.9), 0.0, 5.0), TierOutcome::new(true, Some(0.9), 0.001, 300.0)]).unwrap();
+            o.push(
+                format!("{i}-{cheap_right}"),
+                vec![
+                    TierOutcome::new(cheap_right, Some(0.9), 0.0, 5.0),
+                    TierOutcome::new(true, Some(0.9), 0.001, 300.0),
+                ],
+            )
+            .unwrap();
             texts.push(t.to_string());
         }
     }
@@ -113,18 +152,49 @@ fn minilm_router_learns_which_inputs_the_cheap_tier_gets_wrong() {
         trained_ms: 1,
         cv_accuracy: Some(right as f64 / 20.0),
     };
-    let r = Router::train(&x, &y, meta, Some(EncoderRef { id: "minilm-l6".into(), hash: enc.model_hash().ok() })).unwrap();
-    let unseen = ["I think I was overcharged on my last bill.", "The server throws a stack overflow error when uploading files."];
+    let r = Router::train(
+        &x,
+        &y,
+        meta,
+        Some(EncoderRef {
+            id: "minilm-l6".into(),
+            hash: enc.model_hash().ok(),
+        }),
+    )
+    .unwrap();
+    let unseen = [
+        "I think I was overcharged on my last bill.",
+        "The server throws a stack overflow error when uploading files.",
+    ];
     let probs = r.probs(&enc.embed(&unseen).unwrap()).unwrap();
-    assert_eq!(pick(&probs[0], 0.0).start, 0, "a billing question starts at the classifier: {:?}", probs[0]);
-    assert_eq!(pick(&probs[1], 0.0).start, 1, "a crash report skips the classifier: {:?}", probs[1]);
+    assert_eq!(
+        pick(&probs[0], 0.0).start,
+        0,
+        "a billing question starts at the classifier: {:?}",
+        probs[0]
+    );
+    assert_eq!(
+        pick(&probs[1], 0.0).start,
+        1,
+        "a crash report skips the classifier: {:?}",
+        probs[1]
+    );
 
     // Saved where runs look for it, loaded with the same predictions; the newest wins.
     let root = tempfile::tempdir().unwrap();
     let dir = router_dir(root.path(), "triage", 1, &r.meta.data_hash);
     r.save(&dir).unwrap();
     let older = router_dir(root.path(), "triage", 1, &"cd".repeat(32));
-    Router { head: Router::load(&dir).unwrap().head, meta: RouterMeta { trained_ms: 0, data_hash: "cd".repeat(32), ..r.meta.clone() } }.save(&older).unwrap();
+    Router {
+        head: Router::load(&dir).unwrap().head,
+        meta: RouterMeta {
+            trained_ms: 0,
+            data_hash: "cd".repeat(32),
+            ..r.meta.clone()
+        },
+    }
+    .save(&older)
+    .unwrap();
     assert_eq!(find(root.path(), "triage", 1), Some(dir.clone()));
     assert_eq!(find(root.path(), "triage", 2), None);
     let back = Router::load(&dir).unwrap();

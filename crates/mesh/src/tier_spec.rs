@@ -1,4 +1,8 @@
-//! Tiers: who can answer a task, and what an answer costs.
+//! Tier specs: who can answer a task, as written in its file (`[[ladder]]`), and what an
+//! answer costs ([`Prices`]).
+//!
+//! Named `tier_spec` beside `tier_call`: this module is the data a task file declares and
+//! checks at load time; `tier_call` is what happens when a run calls one of these tiers.
 
 use crate::task::OutputKind;
 use serde::{Deserialize, Serialize};
@@ -82,7 +86,10 @@ impl TierSpec {
         match self.kind {
             TierKind::Classifier => format!("classifier:{}", self.encoder.as_deref().unwrap_or("?")),
             TierKind::Local => format!("local:{}", self.model.as_deref().unwrap_or("?")),
-            TierKind::Remote => format!("remote:{}", self.name.as_deref().or(self.model.as_deref()).unwrap_or("?")),
+            TierKind::Remote => format!(
+                "remote:{}",
+                self.name.as_deref().or(self.model.as_deref()).unwrap_or("?")
+            ),
         }
     }
 
@@ -98,7 +105,13 @@ impl TierSpec {
         if self.timeout_ms == Some(0) {
             return err("timeout_ms", "must be more than 0");
         }
-        let only = |f: &str, set: bool, kinds: &str| if set { Err((f.to_owned(), format!("only applies to {kinds} tiers"))) } else { Ok(()) };
+        let only = |f: &str, set: bool, kinds: &str| {
+            if set {
+                Err((f.to_owned(), format!("only applies to {kinds} tiers")))
+            } else {
+                Ok(())
+            }
+        };
         match self.kind {
             TierKind::Classifier => {
                 if self.encoder.as_deref().unwrap_or("").is_empty() {
@@ -121,7 +134,10 @@ impl TierSpec {
             TierKind::Remote => {
                 let url = self.base_url.as_deref().unwrap_or("");
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return err("base_url", "a remote tier needs `base_url` starting with http:// or https://");
+                    return err(
+                        "base_url",
+                        "a remote tier needs `base_url` starting with http:// or https://",
+                    );
                 }
                 if self.model.as_deref().unwrap_or("").is_empty() {
                     return err("model", "a remote tier needs `model`");
@@ -149,7 +165,9 @@ pub struct Prices {
 impl Default for Prices {
     /// About the on-demand price of one vCPU-hour of a general-purpose cloud VM.
     fn default() -> Self {
-        Self { cpu_core_hour_usd: 0.05 }
+        Self {
+            cpu_core_hour_usd: 0.05,
+        }
     }
 }
 
