@@ -8,10 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bench::{
-    peak_rss_of, run_llama_bench, run_load_blocking, LoadSpec, PeerBins, PeerServer,
-    PeerServerConfig,
-};
+use bench::{peak_rss_of, run_llama_bench, run_load_blocking, LoadSpec, PeerBins, PeerServer, PeerServerConfig};
 
 fn arg(args: &[String], i: usize, default: u32) -> u32 {
     args.get(i)

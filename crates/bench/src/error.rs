@@ -23,16 +23,10 @@ pub enum BenchError {
 
     /// `llama-server` did not become healthy in time.
     #[error("llama-server on port {port} not healthy after {waited_s:.0} s{detail}")]
-    ServerTimeout {
-        port: u16,
-        waited_s: f64,
-        detail: String,
-    },
+    ServerTimeout { port: u16, waited_s: f64, detail: String },
 
     /// The load generator refused a target that is not on this machine.
-    #[error(
-        "refusing non-loopback target {0}: load tests only go to 127.0.0.0/8, localhost or [::1]"
-    )]
+    #[error("refusing non-loopback target {0}: load tests only go to 127.0.0.0/8, localhost or [::1]")]
     NotLoopback(String),
 
     /// A load spec that cannot run.

@@ -47,11 +47,7 @@ pub struct LoadSpec {
 
 impl LoadSpec {
     /// One client, one request, streaming, temperature 0, 64 tokens, 5 minute deadline.
-    pub fn new(
-        base_url: impl Into<String>,
-        model: impl Into<String>,
-        prompt: impl Into<String>,
-    ) -> Self {
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>, prompt: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
             model: model.into(),
@@ -110,8 +106,7 @@ impl LoadSpec {
 
 /// Reject any URL whose host is not on this machine.
 pub fn ensure_loopback(url: &str) -> Result<(), BenchError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| BenchError::InvalidSpec(format!("bad url {url}: {e}")))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| BenchError::InvalidSpec(format!("bad url {url}: {e}")))?;
     let host = parsed.host_str().unwrap_or("");
     let ok = host.eq_ignore_ascii_case("localhost")
         || host
@@ -191,11 +186,7 @@ pub async fn run_load(spec: &LoadSpec) -> Result<LoadResult, BenchError> {
                     continue;
                 }
                 let prompt = &spec.prompts[(c * spec.requests_per_client + r) % spec.prompts.len()];
-                let res = tokio::time::timeout_at(
-                    deadline,
-                    one_request(&client, &endpoint, &spec, prompt),
-                )
-                .await;
+                let res = tokio::time::timeout_at(deadline, one_request(&client, &endpoint, &spec, prompt)).await;
                 out.push(match res {
                     Ok(r) => r,
                     Err(_) => Err("overall deadline reached mid-request".into()),
@@ -211,8 +202,7 @@ pub async fn run_load(spec: &LoadSpec) -> Result<LoadResult, BenchError> {
         ..Default::default()
     };
     while let Some(joined) = set.join_next().await {
-        let per_client =
-            joined.map_err(|e| BenchError::InvalidSpec(format!("client task failed: {e}")))?;
+        let per_client = joined.map_err(|e| BenchError::InvalidSpec(format!("client task failed: {e}")))?;
         for r in per_client {
             match r {
                 Ok(s) => samples.push(s),
@@ -271,17 +261,11 @@ async fn one_request(
     if let Some(key) = &spec.api_key {
         req = req.bearer_auth(key);
     }
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| format!("send: {}", error_chain(&e)))?;
+    let mut resp = req.send().await.map_err(|e| format!("send: {}", error_chain(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!(
-            "HTTP {status}: {}",
-            body.chars().take(300).collect::<String>()
-        ));
+        return Err(format!("HTTP {status}: {}", body.chars().take(300).collect::<String>()));
     }
     if !spec.stream {
         let v: Value = resp.json().await.map_err(|e| format!("body: {e}"))?;
@@ -298,11 +282,7 @@ async fn one_request(
 
     let mut sse = SseCounter::default();
     let mut buf: Vec<u8> = Vec::new();
-    'read: while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("stream: {}", error_chain(&e)))?
-    {
+    'read: while let Some(chunk) = resp.chunk().await.map_err(|e| format!("stream: {}", error_chain(&e)))? {
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();

@@ -35,14 +35,11 @@ impl PeerBins {
     pub fn locate_in(dir: &Path) -> Result<PeerBins, BenchError> {
         let llama_server = dir.join("llama-server");
         let llama_bench = dir.join("llama-bench");
-        let missing: Vec<&str> = [
-            ("llama-server", &llama_server),
-            ("llama-bench", &llama_bench),
-        ]
-        .into_iter()
-        .filter(|(_, p)| !p.is_file())
-        .map(|(n, _)| n)
-        .collect();
+        let missing: Vec<&str> = [("llama-server", &llama_server), ("llama-bench", &llama_bench)]
+            .into_iter()
+            .filter(|(_, p)| !p.is_file())
+            .map(|(n, _)| n)
+            .collect();
         if !missing.is_empty() {
             return Err(BenchError::PeerMissing {
                 dir: dir.to_path_buf(),
@@ -64,11 +61,8 @@ impl PeerBins {
     pub fn describe(&self) -> String {
         let field = |k: &str| {
             self.version.as_deref().and_then(|v| {
-                v.lines().find_map(|l| {
-                    l.strip_prefix(k)
-                        .and_then(|r| r.strip_prefix('='))
-                        .map(str::to_string)
-                })
+                v.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string))
             })
         };
         match (field("sdist_version"), field("llama_cpp_commit")) {
@@ -83,11 +77,7 @@ impl PeerBins {
 
 /// Where the peer lives: `peer_dir_env` if set, else `<cache>/peer/bin` with
 /// `<cache>` = `cache_env` or `<home>/.cache/rightsize`.
-pub fn peer_dir(
-    peer_dir_env: Option<OsString>,
-    cache_env: Option<OsString>,
-    home: Option<OsString>,
-) -> PathBuf {
+pub fn peer_dir(peer_dir_env: Option<OsString>, cache_env: Option<OsString>, home: Option<OsString>) -> PathBuf {
     if let Some(d) = peer_dir_env.filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
@@ -144,10 +134,8 @@ pub fn parse_llama_bench_json(stdout: &str) -> Result<LlamaBenchResult, BenchErr
     let start = stdout
         .find('[')
         .ok_or_else(|| parse_err("no JSON array in output".into()))?;
-    let raw: serde_json::Value =
-        serde_json::from_str(stdout[start..].trim()).map_err(|e| parse_err(e.to_string()))?;
-    let entries: Vec<LlamaBenchEntry> =
-        serde_json::from_value(raw.clone()).map_err(|e| parse_err(e.to_string()))?;
+    let raw: serde_json::Value = serde_json::from_str(stdout[start..].trim()).map_err(|e| parse_err(e.to_string()))?;
+    let entries: Vec<LlamaBenchEntry> = serde_json::from_value(raw.clone()).map_err(|e| parse_err(e.to_string()))?;
     if entries.is_empty() {
         return Err(parse_err("empty result array".into()));
     }
@@ -262,10 +250,7 @@ mod tests {
         )
         .unwrap();
         let bins = PeerBins::locate_in(dir.path()).unwrap();
-        assert_eq!(
-            bins.describe(),
-            "llama-cpp-python 0.3.36 (llama.cpp 0c1e570)"
-        );
+        assert_eq!(bins.describe(), "llama-cpp-python 0.3.36 (llama.cpp 0c1e570)");
         std::fs::remove_file(dir.path().join("llama-bench")).unwrap();
         let msg = PeerBins::locate_in(dir.path()).unwrap_err().to_string();
         assert!(msg.contains("missing llama-bench"), "{msg}");

@@ -105,11 +105,7 @@ impl PeerServer {
                 message: format!("no model at {}", cfg.model.display()),
             });
         }
-        let port = if cfg.port == 0 {
-            free_port()?
-        } else {
-            cfg.port
-        };
+        let port = if cfg.port == 0 { free_port()? } else { cfg.port };
         let log = tempfile::Builder::new()
             .prefix("rightsize-peer-server-")
             .suffix(".log")
@@ -136,10 +132,7 @@ impl PeerServer {
             if let Some(status) = self.child.try_wait()? {
                 return Err(BenchError::PeerFailed {
                     tool: "llama-server".into(),
-                    message: format!(
-                        "exited with {status} before becoming healthy:\n{}",
-                        self.log_tail(20)
-                    ),
+                    message: format!("exited with {status} before becoming healthy:\n{}", self.log_tail(20)),
                 });
             }
             if http_get_status(self.port, "/health") == Some(200) {
@@ -238,7 +231,10 @@ mod tests {
     fn args_bind_loopback_and_share_kv() {
         let cfg = PeerServerConfig::new("/m.gguf", 2, 16, 4096);
         let a = cfg.args(8081).join(" ");
-        assert_eq!(a, "-m /m.gguf --host 127.0.0.1 --port 8081 -t 2 -tb 2 -np 16 -c 4096 --kv-unified -cb --no-webui");
+        assert_eq!(
+            a,
+            "-m /m.gguf --host 127.0.0.1 --port 8081 -t 2 -tb 2 -np 16 -c 4096 --kv-unified -cb --no-webui"
+        );
     }
 
     #[test]

@@ -9,10 +9,7 @@ use serde_json::Value;
 pub(crate) fn usage_of(v: &Value) -> Option<(u64, u64)> {
     let u = v.get("usage")?;
     let c = u.get("completion_tokens")?.as_u64()?;
-    Some((
-        c,
-        u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-    ))
+    Some((c, u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)))
 }
 
 pub(crate) enum SseStep {
@@ -37,8 +34,7 @@ impl SseCounter {
         if data == "[DONE]" {
             return Ok(SseStep::Done);
         }
-        let v: Value =
-            serde_json::from_str(data).map_err(|e| format!("bad SSE JSON ({e}): {data}"))?;
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("bad SSE JSON ({e}): {data}"))?;
         if let Some(err) = v.get("error") {
             return Err(format!("server error in stream: {err}"));
         }
@@ -52,11 +48,9 @@ impl SseCounter {
             .flatten()
             .filter_map(|c| c.get("delta"))
             .any(|d| {
-                ["content", "reasoning_content"].iter().any(|k| {
-                    d.get(k)
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty())
-                })
+                ["content", "reasoning_content"]
+                    .iter()
+                    .any(|k| d.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
             });
         if has_content {
             self.content_chunks += 1;
@@ -82,15 +76,9 @@ mod tests {
             r#"data: {"choices":[],"usage":{"completion_tokens":7,"prompt_tokens":3}}"#,
         ];
         for (i, l) in lines.iter().enumerate() {
-            assert!(matches!(
-                c.line(l, ms(i as u64)).unwrap(),
-                SseStep::Continue
-            ));
+            assert!(matches!(c.line(l, ms(i as u64)).unwrap(), SseStep::Continue));
         }
-        assert!(matches!(
-            c.line("data: [DONE]", ms(9)).unwrap(),
-            SseStep::Done
-        ));
+        assert!(matches!(c.line("data: [DONE]", ms(9)).unwrap(), SseStep::Done));
         assert_eq!(c.first_token, Some(ms(2)));
         assert_eq!(c.content_chunks, 2);
         assert_eq!(c.usage, Some((7, 3)));

@@ -54,12 +54,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(
-        metric: impl Into<String>,
-        ours: Option<f64>,
-        peer: Option<f64>,
-        higher_is_better: bool,
-    ) -> Self {
+    pub fn new(metric: impl Into<String>, ours: Option<f64>, peer: Option<f64>, higher_is_better: bool) -> Self {
         Self {
             metric: metric.into(),
             ours,
@@ -86,8 +81,7 @@ fn fmt_num(v: Option<f64>) -> String {
 /// `| metric | rightsize | llama.cpp | ratio |`, the ratio being rightsize / llama.cpp
 /// with `↑`/`↓` telling which direction is better.
 pub fn markdown_table(rows: &[Row]) -> String {
-    let mut out =
-        String::from("| metric | rightsize | llama.cpp | ratio |\n|---|---:|---:|---:|\n");
+    let mut out = String::from("| metric | rightsize | llama.cpp | ratio |\n|---|---:|---:|---:|\n");
     for r in rows {
         let ratio = match r.ratio() {
             Some(x) => format!("{x:.2}× {}", if r.higher_is_better { "↑" } else { "↓" }),

@@ -57,9 +57,7 @@ impl Classifier {
         cfg: TrainConfig,
     ) -> Result<Classifier> {
         if examples.is_empty() {
-            return Err(EncoderError::InvalidTrainingData(
-                "no training examples".into(),
-            ));
+            return Err(EncoderError::InvalidTrainingData("no training examples".into()));
         }
         let labels: Vec<String> = examples
             .iter()

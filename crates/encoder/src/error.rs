@@ -54,10 +54,7 @@ pub enum EncoderError {
 
     /// A head was trained on the embeddings of another encoder.
     #[error("head was trained for encoder {head_encoder}, but is being used with {encoder}")]
-    EncoderMismatch {
-        head_encoder: String,
-        encoder: String,
-    },
+    EncoderMismatch { head_encoder: String, encoder: String },
 
     /// Training data or training configuration is unusable.
     #[error("invalid training input: {0}")]

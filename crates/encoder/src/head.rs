@@ -60,11 +60,7 @@ pub struct Head {
 }
 
 /// `[n, dim]` f32 tensor from rows, checking every row has `dim` finite values.
-pub(crate) fn rows_to_tensor<V: AsRef<[f32]>>(
-    rows: &[V],
-    dim: usize,
-    context: &str,
-) -> Result<Tensor> {
+pub(crate) fn rows_to_tensor<V: AsRef<[f32]>>(rows: &[V], dim: usize, context: &str) -> Result<Tensor> {
     let mut flat = Vec::with_capacity(rows.len() * dim);
     for (i, r) in rows.iter().enumerate() {
         let r = r.as_ref();
@@ -137,11 +133,7 @@ impl Head {
                 ),
             });
         }
-        if let Some(EncoderRef {
-            id,
-            hash: Some(hash),
-        }) = &self.encoder
-        {
+        if let Some(EncoderRef { id, hash: Some(hash) }) = &self.encoder {
             let actual = encoder.model_hash()?;
             if &actual != hash {
                 return Err(EncoderError::EncoderMismatch {
@@ -221,13 +213,11 @@ impl Head {
                 return Err(EncoderError::MissingFile(p.clone()));
             }
         }
-        let text =
-            std::fs::read_to_string(&meta_path).map_err(|e| EncoderError::io(&meta_path, e))?;
-        let meta: HeadMeta =
-            serde_json::from_str(&text).map_err(|source| EncoderError::InvalidJson {
-                path: meta_path.clone(),
-                source,
-            })?;
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| EncoderError::io(&meta_path, e))?;
+        let meta: HeadMeta = serde_json::from_str(&text).map_err(|source| EncoderError::InvalidJson {
+            path: meta_path.clone(),
+            source,
+        })?;
         let bad = |path: &PathBuf, reason: String| EncoderError::InvalidHead {
             path: path.clone(),
             reason,
@@ -262,10 +252,7 @@ impl Head {
                 if t.dims() != dims {
                     return Err(bad(
                         &weights_path,
-                        format!(
-                            "tensor {name} has shape {:?}, metadata implies {dims:?}",
-                            t.dims()
-                        ),
+                        format!("tensor {name} has shape {:?}, metadata implies {dims:?}", t.dims()),
                     ));
                 }
                 Ok(t.to_dtype(DType::F32)?)
@@ -344,10 +331,7 @@ mod tests {
         assert_eq!(loaded.arch(), HeadArch::Mlp { hidden: 8 });
         assert_eq!(loaded.input_dim(), 16);
         assert_eq!(loaded.encoder().unwrap().id, "toy");
-        assert_eq!(
-            loaded.predict_proba(&x).unwrap(),
-            head.predict_proba(&x).unwrap()
-        );
+        assert_eq!(loaded.predict_proba(&x).unwrap(), head.predict_proba(&x).unwrap());
         // Wrong input dimension at prediction time.
         assert!(matches!(
             loaded.predict_proba(&[vec![0.0f32; 15]]),
@@ -357,39 +341,23 @@ mod tests {
                 ..
             })
         ));
-        assert!(loaded
-            .predict_proba(&Vec::<Vec<f32>>::new())
-            .unwrap()
-            .is_empty());
+        assert!(loaded.predict_proba(&Vec::<Vec<f32>>::new()).unwrap().is_empty());
 
         // Metadata that disagrees with the weights.
         let meta_path = path.join(HEAD_META_FILE);
         let text = std::fs::read_to_string(&meta_path).unwrap();
-        std::fs::write(
-            &meta_path,
-            text.replace("\"input_dim\": 16", "\"input_dim\": 17"),
-        )
-        .unwrap();
-        assert!(matches!(
-            Head::load(&path),
-            Err(EncoderError::InvalidHead { .. })
-        ));
+        std::fs::write(&meta_path, text.replace("\"input_dim\": 16", "\"input_dim\": 17")).unwrap();
+        assert!(matches!(Head::load(&path), Err(EncoderError::InvalidHead { .. })));
         std::fs::write(&meta_path, text).unwrap();
         // Garbage weights.
         std::fs::write(path.join(HEAD_WEIGHTS_FILE), b"garbage").unwrap();
-        assert!(matches!(
-            Head::load(&path),
-            Err(EncoderError::InvalidHead { .. })
-        ));
+        assert!(matches!(Head::load(&path), Err(EncoderError::InvalidHead { .. })));
         // Missing directory / file.
         assert!(matches!(
             Head::load(&dir.path().join("nope")),
             Err(EncoderError::MissingDir(_))
         ));
         std::fs::remove_file(path.join(HEAD_WEIGHTS_FILE)).unwrap();
-        assert!(matches!(
-            Head::load(&path),
-            Err(EncoderError::MissingFile(_))
-        ));
+        assert!(matches!(Head::load(&path), Err(EncoderError::MissingFile(_))));
     }
 }

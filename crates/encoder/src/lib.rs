@@ -36,12 +36,10 @@ mod train;
 
 pub use classifier::{Classifier, Prediction};
 pub use error::{EncoderError, Result};
-pub use head::{
-    EncoderRef, Head, HeadArch, HEAD_FORMAT_VERSION, HEAD_META_FILE, HEAD_WEIGHTS_FILE,
-};
+pub use head::{EncoderRef, Head, HeadArch, HEAD_FORMAT_VERSION, HEAD_META_FILE, HEAD_WEIGHTS_FILE};
 pub use model::{
-    cosine, EmbedOutput, Encoder, EncoderOptions, CONFIG_FILE, DEFAULT_BATCH_SIZE,
-    POOLING_CONFIG_FILE, SBERT_CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+    cosine, EmbedOutput, Encoder, EncoderOptions, CONFIG_FILE, DEFAULT_BATCH_SIZE, POOLING_CONFIG_FILE,
+    SBERT_CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 pub use pooling::{l2_normalize, Pooling};
 pub use train::{TrainConfig, TrainSummary};

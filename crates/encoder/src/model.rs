@@ -144,19 +144,13 @@ fn parse_bert_config(path: &Path) -> Result<BertConfig> {
     }
     // HF spells the tanh GELU several ways; candle's enum knows it as "geluapproximate".
     if let Some(act) = obj.get_mut("hidden_act") {
-        if matches!(
-            act.as_str(),
-            Some("gelu_new" | "gelu_pytorch_tanh" | "gelu_fast")
-        ) {
+        if matches!(act.as_str(), Some("gelu_new" | "gelu_pytorch_tanh" | "gelu_fast")) {
             *act = serde_json::Value::String("geluapproximate".into());
         }
     }
-    let cfg: BertConfig = serde_json::from_value(value)
-        .map_err(|e| unsupported(format!("not a usable BERT config: {e}")))?;
-    if cfg.hidden_size == 0
-        || cfg.num_attention_heads == 0
-        || cfg.hidden_size % cfg.num_attention_heads != 0
-    {
+    let cfg: BertConfig =
+        serde_json::from_value(value).map_err(|e| unsupported(format!("not a usable BERT config: {e}")))?;
+    if cfg.hidden_size == 0 || cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
         return Err(unsupported(format!(
             "hidden_size {} is not divisible by num_attention_heads {}",
             cfg.hidden_size, cfg.num_attention_heads
@@ -213,9 +207,7 @@ impl Encoder {
         if max_len < 2 {
             return Err(EncoderError::UnsupportedConfig {
                 path: config_path,
-                reason: format!(
-                    "max_len {max_len} leaves no room for text between [CLS] and [SEP]"
-                ),
+                reason: format!("max_len {max_len} leaves no room for text between [CLS] and [SEP]"),
             });
         }
 
@@ -243,10 +235,8 @@ impl Encoder {
         // SAFETY: the weights file is memory-mapped; it must not be modified while the
         // encoder is alive. Model files in the cache are written once and never edited in
         // place.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &opts.device)
-        }
-        .map_err(corrupt)?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &opts.device) }
+            .map_err(corrupt)?;
         let model = BertModel::load(vb, &config).map_err(corrupt)?;
 
         let model_id = opts.model_id.clone().unwrap_or_else(|| {
@@ -254,13 +244,7 @@ impl Encoder {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| dir.display().to_string())
         });
-        tracing::debug!(
-            model_id,
-            dim = config.hidden_size,
-            max_len,
-            ?pooling,
-            "encoder loaded"
-        );
+        tracing::debug!(model_id, dim = config.hidden_size, max_len, ?pooling, "encoder loaded");
         Ok(Encoder {
             model,
             tokenizer,
@@ -335,8 +319,7 @@ impl Encoder {
                 hasher.update(&buf[..n]);
             }
         }
-        hasher
-            .update(format!("pooling={:?};normalize={}", self.pooling, self.normalize).as_bytes());
+        hasher.update(format!("pooling={:?};normalize={}", self.pooling, self.normalize).as_bytes());
         let h = hex::encode(hasher.finalize());
         let _ = self.hash.set(h.clone());
         Ok(h)
@@ -384,7 +367,10 @@ impl Encoder {
         let mut embeddings = vec![Vec::new(); texts.len()];
         for (n, chunk) in order.chunks(self.batch_size).enumerate() {
             if !keep_going() {
-                return Err(EncoderError::Stopped { done: n * self.batch_size, total: texts.len() });
+                return Err(EncoderError::Stopped {
+                    done: n * self.batch_size,
+                    total: texts.len(),
+                });
             }
             let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
             let vectors = self.forward_batch(&batch)?;
@@ -462,15 +448,9 @@ mod tests {
         let p = dir.path().join("config.json");
         std::fs::write(&p, r#"{"model_type": "llama", "hidden_size": 8}"#).unwrap();
         let err = parse_bert_config(&p).unwrap_err();
-        assert!(
-            matches!(err, EncoderError::UnsupportedConfig { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, EncoderError::UnsupportedConfig { .. }), "{err}");
         std::fs::write(&p, r#"{"model_type": "bert", "hidden_size": 8}"#).unwrap();
         let err = parse_bert_config(&p).unwrap_err();
-        assert!(
-            matches!(err, EncoderError::UnsupportedConfig { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, EncoderError::UnsupportedConfig { .. }), "{err}");
     }
 }

@@ -41,11 +41,10 @@ impl Pooling {
     /// CLS modes must be on; any other mode is reported as unsupported.
     pub fn from_config_file(path: &Path) -> Result<Pooling> {
         let text = std::fs::read_to_string(path).map_err(|e| EncoderError::io(path, e))?;
-        let cfg: PoolingConfig =
-            serde_json::from_str(&text).map_err(|source| EncoderError::InvalidJson {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let cfg: PoolingConfig = serde_json::from_str(&text).map_err(|source| EncoderError::InvalidJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let unsupported = |reason: &str| EncoderError::UnsupportedConfig {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -104,17 +103,9 @@ mod tests {
         // batch 1, seq 3, dim 2; the last position is padding with huge values.
         let hidden = Tensor::new(&[[[1f32, 2.], [3., 4.], [100., 100.]]], &dev).unwrap();
         let mask = Tensor::new(&[[1u32, 1, 0]], &dev).unwrap();
-        let pooled = Pooling::Mean
-            .pool(&hidden, &mask)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let pooled = Pooling::Mean.pool(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(pooled, vec![vec![2.0, 3.0]]);
-        let cls = Pooling::Cls
-            .pool(&hidden, &mask)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let cls = Pooling::Cls.pool(&hidden, &mask).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(cls, vec![vec![1.0, 2.0]]);
     }
 
@@ -131,7 +122,11 @@ mod tests {
     fn pooling_config_parsing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.json");
-        std::fs::write(&p, r#"{"word_embedding_dimension": 8, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"word_embedding_dimension": 8, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        )
+        .unwrap();
         assert_eq!(Pooling::from_config_file(&p).unwrap(), Pooling::Cls);
         std::fs::write(&p, r#"{"pooling_mode_max_tokens": true}"#).unwrap();
         assert!(matches!(

@@ -67,9 +67,7 @@ fn invalid(msg: impl Into<String>) -> EncoderError {
 /// PyTorch-style `nn.Linear` init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
 fn init_linear(rng: &mut StdRng, fan_in: usize, fan_out: usize) -> Result<(Var, Var)> {
     let k = 1.0 / (fan_in as f32).sqrt();
-    let w: Vec<f32> = (0..fan_in * fan_out)
-        .map(|_| rng.gen_range(-k..k))
-        .collect();
+    let w: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.gen_range(-k..k)).collect();
     let b: Vec<f32> = (0..fan_out).map(|_| rng.gen_range(-k..k)).collect();
     Ok((
         Var::from_tensor(&Tensor::from_vec(w, (fan_out, fan_in), &Device::Cpu)?)?,
@@ -82,28 +80,16 @@ impl Head {
     ///
     /// Errors (never panics) on empty data, mismatched lengths, ragged or non-finite rows,
     /// fewer than two labels, duplicate labels, out-of-range classes or a zero-sized config.
-    pub fn train<V: AsRef<[f32]>>(
-        x: &[V],
-        y: &[usize],
-        labels: Vec<String>,
-        cfg: TrainConfig,
-    ) -> Result<Head> {
+    pub fn train<V: AsRef<[f32]>>(x: &[V], y: &[usize], labels: Vec<String>, cfg: TrainConfig) -> Result<Head> {
         let start = Instant::now();
         if x.is_empty() {
             return Err(invalid("no training examples"));
         }
         if x.len() != y.len() {
-            return Err(invalid(format!(
-                "{} embeddings but {} targets",
-                x.len(),
-                y.len()
-            )));
+            return Err(invalid(format!("{} embeddings but {} targets", x.len(), y.len())));
         }
         if labels.len() < 2 {
-            return Err(invalid(format!(
-                "need at least 2 labels, got {}",
-                labels.len()
-            )));
+            return Err(invalid(format!("need at least 2 labels, got {}", labels.len())));
         }
         {
             let mut seen = std::collections::HashSet::new();
@@ -133,11 +119,7 @@ impl Head {
         let n = x.len();
         let n_classes = labels.len();
         let xs = rows_to_tensor(x, dim, "training embeddings")?;
-        let ys = Tensor::from_vec(
-            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            n,
-            &Device::Cpu,
-        )?;
+        let ys = Tensor::from_vec(y.iter().map(|&c| c as u32).collect::<Vec<_>>(), n, &Device::Cpu)?;
 
         let mut counts = vec![0usize; n_classes];
         for &c in y {
@@ -172,9 +154,7 @@ impl Head {
             ],
         };
         let mut opt = candle_nn::AdamW::new(
-            vars.iter()
-                .flat_map(|(w, b)| [w.clone(), b.clone()])
-                .collect(),
+            vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect(),
             candle_nn::ParamsAdamW {
                 lr: cfg.lr,
                 weight_decay: cfg.weight_decay,
@@ -187,11 +167,7 @@ impl Head {
                 .collect()
         };
         // Weighted mean cross-entropy; with unit weights it equals candle_nn's cross_entropy.
-        let loss_fn = |layers: &[(Tensor, Tensor)],
-                       xb: &Tensor,
-                       yb: &Tensor,
-                       wb: &Tensor|
-         -> Result<Tensor> {
+        let loss_fn = |layers: &[(Tensor, Tensor)], xb: &Tensor, yb: &Tensor, wb: &Tensor| -> Result<Tensor> {
             let logits = forward_layers(layers, xb)?;
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let picked = logp.gather(&yb.unsqueeze(1)?, 1)?.squeeze(1)?;
@@ -222,27 +198,14 @@ impl Head {
         // Freeze: copy the weights out of the Vars so the head holds plain tensors.
         let layers: Vec<(Tensor, Tensor)> = vars
             .iter()
-            .map(|(w, b)| {
-                Ok((
-                    w.as_tensor().detach().copy()?,
-                    b.as_tensor().detach().copy()?,
-                ))
-            })
+            .map(|(w, b)| Ok((w.as_tensor().detach().copy()?, b.as_tensor().detach().copy()?)))
             .collect::<Result<_>>()?;
         let final_loss = loss_fn(&layers, &xs, &ys, &ws)?.to_scalar::<f32>()?;
         if !final_loss.is_finite() {
-            return Err(invalid(format!(
-                "training diverged (loss {final_loss}); lower lr"
-            )));
+            return Err(invalid(format!("training diverged (loss {final_loss}); lower lr")));
         }
-        let pred = forward_layers(&layers, &xs)?
-            .argmax(D::Minus1)?
-            .to_vec1::<u32>()?;
-        let correct = pred
-            .iter()
-            .zip(y)
-            .filter(|(p, &t)| **p as usize == t)
-            .count();
+        let pred = forward_layers(&layers, &xs)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let correct = pred.iter().zip(y).filter(|(p, &t)| **p as usize == t).count();
         let seconds = start.elapsed().as_secs_f64();
         let summary = TrainSummary {
             config: cfg,
@@ -272,21 +235,12 @@ pub(crate) mod test_util {
     pub(crate) fn blobs(n_per: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let centers: Vec<Vec<f32>> = (0..3)
-            .map(|c| {
-                (0..16)
-                    .map(|j| if j % 3 == c { 1.0 } else { 0.0 })
-                    .collect()
-            })
+            .map(|c| (0..16).map(|j| if j % 3 == c { 1.0 } else { 0.0 }).collect())
             .collect();
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for (c, center) in centers.iter().enumerate() {
             for _ in 0..n_per {
-                x.push(
-                    center
-                        .iter()
-                        .map(|v| v + rng.gen_range(-0.4..0.4))
-                        .collect(),
-                );
+                x.push(center.iter().map(|v| v + rng.gen_range(-0.4..0.4)).collect());
                 y.push(c);
             }
         }

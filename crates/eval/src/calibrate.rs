@@ -43,14 +43,27 @@ pub struct CalibrateOptions {
 
 impl Default for CalibrateOptions {
     fn default() -> Self {
-        CalibrateOptions { max_tiers: 4, subsets: Subsets::All, quantiles: 10, router: true, max_configs: 200_000, ci: CiOptions::default() }
+        CalibrateOptions {
+            max_tiers: 4,
+            subsets: Subsets::All,
+            quantiles: 10,
+            router: true,
+            max_configs: 200_000,
+            ci: CiOptions::default(),
+        }
     }
 }
 
 /// Candidate thresholds of one tier: 0.0 and the `quantiles` + 1 evenly spaced
 /// quantiles (0 %, 100/q %, ..., 100 %) of its non-error confidences, sorted, unique.
 pub fn candidate_thresholds(outcomes: &Outcomes, tier: usize, quantiles: usize) -> Vec<f64> {
-    let mut conf: Vec<f64> = outcomes.items.iter().filter_map(|i| i.tiers.get(tier)).filter(|o| !o.error).filter_map(|o| o.confidence).collect();
+    let mut conf: Vec<f64> = outcomes
+        .items
+        .iter()
+        .filter_map(|i| i.tiers.get(tier))
+        .filter(|o| !o.error)
+        .filter_map(|o| o.confidence)
+        .collect();
     conf.sort_by(f64::total_cmp);
     let mut out = vec![0.0];
     if !conf.is_empty() {
@@ -91,7 +104,9 @@ pub fn calibrate(outcomes: &Outcomes, opts: &CalibrateOptions) -> Result<Vec<Sim
         return Err(EvalError::Empty("calibration needs items and tiers".into()));
     }
     outcomes.validate()?;
-    let cands: Vec<Vec<f64>> = (0..outcomes.tiers.len()).map(|t| candidate_thresholds(outcomes, t, opts.quantiles)).collect();
+    let cands: Vec<Vec<f64>> = (0..outcomes.tiers.len())
+        .map(|t| candidate_thresholds(outcomes, t, opts.quantiles))
+        .collect();
     let subsets = tier_subsets(outcomes.tiers.len(), opts.max_tiers.max(1), opts.subsets);
     let routed = opts.router && outcomes.has_routes();
     let mut total = 0usize;
@@ -100,7 +115,10 @@ pub fn calibrate(outcomes: &Outcomes, opts: &CalibrateOptions) -> Result<Vec<Sim
         total = total.saturating_add(if routed && s.len() > 1 { 2 * grid } else { grid });
     }
     if total > opts.max_configs {
-        return Err(EvalError::Invalid(format!("{total} configurations exceed max_configs {}: lower quantiles or max_tiers, or use contiguous subsets", opts.max_configs)));
+        return Err(EvalError::Invalid(format!(
+            "{total} configurations exceed max_configs {}: lower quantiles or max_tiers, or use contiguous subsets",
+            opts.max_configs
+        )));
     }
     let mut points = Vec::with_capacity(total + 1);
     if routed {
@@ -110,7 +128,10 @@ pub fn calibrate(outcomes: &Outcomes, opts: &CalibrateOptions) -> Result<Vec<Sim
         let tiers: Vec<String> = s.iter().map(|&t| outcomes.tiers[t].clone()).collect();
         let lists: Vec<&[f64]> = s[..s.len() - 1].iter().map(|&t| cands[t].as_slice()).collect();
         for thresholds in product(&lists) {
-            let c = Cascade { tiers: tiers.clone(), thresholds };
+            let c = Cascade {
+                tiers: tiers.clone(),
+                thresholds,
+            };
             if routed && s.len() > 1 {
                 points.push(simulate(outcomes, &Strategy::RouterCascade(c.clone()), &opts.ci)?);
             }
@@ -124,7 +145,10 @@ pub fn calibrate(outcomes: &Outcomes, opts: &CalibrateOptions) -> Result<Vec<Sim
 fn product(lists: &[&[f64]]) -> Vec<Vec<f64>> {
     let mut out = vec![Vec::new()];
     for list in lists {
-        out = out.iter().flat_map(|prefix| list.iter().map(move |&x| [prefix.as_slice(), &[x]].concat())).collect();
+        out = out
+            .iter()
+            .flat_map(|prefix| list.iter().map(move |&x| [prefix.as_slice(), &[x]].concat()))
+            .collect();
     }
     out
 }
@@ -154,8 +178,14 @@ mod tests {
         assert_eq!(c.len(), 5); // 0.0 (= the 0 % quantile), 25 %, 50 %, 75 %, 100 %
         assert_eq!((c[0], *c.last().unwrap()), (0.0, 0.95));
         assert_eq!(candidate_thresholds(&o, 1, 10), [0.0, 0.5]);
-        assert_eq!(tier_subsets(3, 4, Subsets::Contiguous), [vec![0], vec![1], vec![2], vec![0, 1], vec![1, 2], vec![0, 1, 2]]);
-        assert_eq!(tier_subsets(3, 2, Subsets::All), [vec![0], vec![1], vec![2], vec![0, 1], vec![0, 2], vec![1, 2]]);
+        assert_eq!(
+            tier_subsets(3, 4, Subsets::Contiguous),
+            [vec![0], vec![1], vec![2], vec![0, 1], vec![1, 2], vec![0, 1, 2]]
+        );
+        assert_eq!(
+            tier_subsets(3, 2, Subsets::All),
+            [vec![0], vec![1], vec![2], vec![0, 1], vec![0, 2], vec![1, 2]]
+        );
         assert_eq!(tier_subsets(5, 4, Subsets::All).len(), 5 + 10 + 10 + 5);
         assert_eq!(product(&[&[1.0, 2.0], &[3.0]]), [vec![1.0, 3.0], vec![2.0, 3.0]]);
     }
@@ -163,17 +193,30 @@ mod tests {
     #[test]
     fn grid_finds_the_perfect_cheap_cascade() {
         let o = ladder();
-        let opts = CalibrateOptions { quantiles: 20, ..Default::default() };
+        let opts = CalibrateOptions {
+            quantiles: 20,
+            ..Default::default()
+        };
         let points = calibrate(&o, &opts).unwrap();
         // The 60 % quantile of 0.00..0.95 is 0.57: small keeps exactly its 8 right answers
         // (confidence ≥ 0.6) and sends the 12 others to large, so every answer is right.
-        let best = points.iter().filter(|p| p.quality.mean == 1.0).min_by(|a, b| a.cost_per_1k.total_cmp(&b.cost_per_1k)).unwrap();
+        let best = points
+            .iter()
+            .filter(|p| p.quality.mean == 1.0)
+            .min_by(|a, b| a.cost_per_1k.total_cmp(&b.cost_per_1k))
+            .unwrap();
         assert_eq!(best.label, "small@0.57 > large");
         // 8 × $0.001 + 12 × $0.021 = $0.26 over 20 items → $13.00 per 1k.
         assert!((best.cost_per_1k - 13.0).abs() < 1e-9, "{}", best.cost_per_1k);
         assert!((best.escalation_rate - 0.6).abs() < 1e-12);
         assert_eq!(points.iter().filter(|p| p.strategy.single_tier().is_some()).count(), 3);
-        let small = CalibrateOptions { max_configs: 10, ..Default::default() };
-        assert!(calibrate(&o, &small).unwrap_err().to_string().contains("exceed max_configs"));
+        let small = CalibrateOptions {
+            max_configs: 10,
+            ..Default::default()
+        };
+        assert!(calibrate(&o, &small)
+            .unwrap_err()
+            .to_string()
+            .contains("exceed max_configs"));
     }
 }

@@ -23,19 +23,32 @@ impl Cascade {
     /// A cascade; errors unless there is ≥ 1 tier and exactly one threshold per tier but the last.
     pub fn new(tiers: Vec<String>, thresholds: Vec<f64>) -> Result<Cascade> {
         if tiers.is_empty() || thresholds.len() + 1 != tiers.len() || thresholds.iter().any(|t| t.is_nan()) {
-            return Err(EvalError::Invalid(format!("a cascade of {} tiers needs {} thresholds, got {:?}", tiers.len(), tiers.len().saturating_sub(1), thresholds)));
+            return Err(EvalError::Invalid(format!(
+                "a cascade of {} tiers needs {} thresholds, got {:?}",
+                tiers.len(),
+                tiers.len().saturating_sub(1),
+                thresholds
+            )));
         }
         Ok(Cascade { tiers, thresholds })
     }
 
     /// One tier alone.
     pub fn single(tier: impl Into<String>) -> Cascade {
-        Cascade { tiers: vec![tier.into()], thresholds: vec![] }
+        Cascade {
+            tiers: vec![tier.into()],
+            thresholds: vec![],
+        }
     }
 
     /// Display name, e.g. `small@0.80 > large`.
     pub fn label(&self) -> String {
-        let mut parts: Vec<String> = self.tiers.iter().zip(&self.thresholds).map(|(t, th)| format!("{t}@{th:.2}")).collect();
+        let mut parts: Vec<String> = self
+            .tiers
+            .iter()
+            .zip(&self.thresholds)
+            .map(|(t, th)| format!("{t}@{th:.2}"))
+            .collect();
         parts.push(self.tiers.last().cloned().unwrap_or_default());
         parts.join(" > ")
     }
@@ -123,19 +136,39 @@ pub fn simulate(outcomes: &Outcomes, strategy: &Strategy, ci: &CiOptions) -> Res
         return Err(EvalError::Empty("no items in the outcomes".into()));
     }
     let routes = || -> Result<Vec<crate::Route>> {
-        outcomes.items.iter().map(|i| i.route.ok_or_else(|| EvalError::Invalid(format!("item `{}` has no route", i.id)))).collect()
+        outcomes
+            .items
+            .iter()
+            .map(|i| {
+                i.route
+                    .ok_or_else(|| EvalError::Invalid(format!("item `{}` has no route", i.id)))
+            })
+            .collect()
     };
     let (path, thresholds, starts, routes): (Vec<usize>, Vec<f64>, Vec<usize>, Vec<crate::Route>) = match strategy {
-        Strategy::Cascade(c) => (resolve(outcomes, c)?, c.thresholds.clone(), vec![0; outcomes.len()], vec![]),
+        Strategy::Cascade(c) => (
+            resolve(outcomes, c)?,
+            c.thresholds.clone(),
+            vec![0; outcomes.len()],
+            vec![],
+        ),
         Strategy::Router => {
             // Every ladder tier is on the path; each walk starts at the routed tier and stops there.
             let r = routes()?;
-            ((0..outcomes.tiers.len()).collect(), vec![], r.iter().map(|x| x.start).collect(), r)
+            (
+                (0..outcomes.tiers.len()).collect(),
+                vec![],
+                r.iter().map(|x| x.start).collect(),
+                r,
+            )
         }
         Strategy::RouterCascade(c) => {
             let path = resolve(outcomes, c)?;
             let r = routes()?;
-            let starts = r.iter().map(|x| path.iter().position(|&t| t >= x.start).unwrap_or(path.len() - 1)).collect();
+            let starts = r
+                .iter()
+                .map(|x| path.iter().position(|&t| t >= x.start).unwrap_or(path.len() - 1))
+                .collect();
             (path, c.thresholds.clone(), starts, r)
         }
     };
@@ -177,7 +210,14 @@ pub fn simulate(outcomes: &Outcomes, strategy: &Strategy, ci: &CiOptions) -> Res
         mean_ms: lats.iter().sum::<f64>() / nf,
         escalation_rate: escalated as f64 / nf,
         error_rate: errors as f64 / nf,
-        answered: path.iter().zip(&answered).map(|(&t, &a)| TierShare { tier: outcomes.tiers[t].clone(), share: a as f64 / nf }).collect(),
+        answered: path
+            .iter()
+            .zip(&answered)
+            .map(|(&t, &a)| TierShare {
+                tier: outcomes.tiers[t].clone(),
+                share: a as f64 / nf,
+            })
+            .collect(),
     })
 }
 
@@ -253,7 +293,15 @@ mod tests {
         o.tiers = base.tiers.clone();
         for (i, it) in base.items.into_iter().enumerate() {
             let start = [0, 1, 0, 1][i];
-            o.push_item(ItemOutcomes { route: Some(Route { start, cost_usd: 0.0001, latency_ms: 5.0 }), ..it }).unwrap();
+            o.push_item(ItemOutcomes {
+                route: Some(Route {
+                    start,
+                    cost_usd: 0.0001,
+                    latency_ms: 5.0,
+                }),
+                ..it
+            })
+            .unwrap();
         }
         let ci = CiOptions::default();
         let r = simulate(&o, &Strategy::Router, &ci).unwrap();
@@ -267,6 +315,9 @@ mod tests {
         assert_eq!((r.quality.mean, r.escalation_rate), (0.75, 0.25));
         // Latencies 105, 1005, 1105, 1005 → p95 = 1005 + 0.85·100.
         assert!((r.p95_ms - 1090.0).abs() < 1e-9, "{}", r.p95_ms);
-        assert!(simulate(&table(), &Strategy::Router, &ci).unwrap_err().to_string().contains("has no route"));
+        assert!(simulate(&table(), &Strategy::Router, &ci)
+            .unwrap_err()
+            .to_string()
+            .contains("has no route"));
     }
 }

@@ -24,7 +24,12 @@ pub struct CsvOptions {
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        CsvOptions { delimiter: ',', id_column: None, split_column: None, parse_expected: false }
+        CsvOptions {
+            delimiter: ',',
+            id_column: None,
+            split_column: None,
+            parse_expected: false,
+        }
     }
 }
 
@@ -37,17 +42,28 @@ pub fn import_csv(path: &Path, expected_column: &str, opts: &CsvOptions) -> Resu
 
 /// [`import_csv`] on text; `source` names it in error messages.
 pub fn parse_csv_items(text: &str, source: &str, expected_column: &str, opts: &CsvOptions) -> Result<Vec<Item>> {
-    let rows = parse_records(text, opts.delimiter).map_err(|(line, msg)| EvalError::Parse { file: source.into(), line, msg })?;
+    let rows = parse_records(text, opts.delimiter).map_err(|(line, msg)| EvalError::Parse {
+        file: source.into(),
+        line,
+        msg,
+    })?;
     let mut rows = rows.into_iter();
     let Some((_, header)) = rows.next() else {
-        return Err(EvalError::Parse { file: source.into(), line: 1, msg: "empty file: a header row is needed".into() });
-    };
-    let col = |name: &str| -> Result<usize> {
-        header.iter().position(|h| h.trim() == name).ok_or_else(|| EvalError::Parse {
+        return Err(EvalError::Parse {
             file: source.into(),
             line: 1,
-            msg: format!("no column `{name}` in the header (columns: {})", header.join(", ")),
-        })
+            msg: "empty file: a header row is needed".into(),
+        });
+    };
+    let col = |name: &str| -> Result<usize> {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| EvalError::Parse {
+                file: source.into(),
+                line: 1,
+                msg: format!("no column `{name}` in the header (columns: {})", header.join(", ")),
+            })
     };
     let exp_col = col(expected_column)?;
     let id_col = opts.id_column.as_deref().map(col).transpose()?;
@@ -55,12 +71,20 @@ pub fn parse_csv_items(text: &str, source: &str, expected_column: &str, opts: &C
     let mut items = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (line, fields) in rows {
-        let err = |msg: String| EvalError::Parse { file: source.into(), line, msg };
+        let err = |msg: String| EvalError::Parse {
+            file: source.into(),
+            line,
+            msg,
+        };
         if fields.len() == 1 && fields[0].is_empty() {
             continue; // blank line
         }
         if fields.len() != header.len() {
-            return Err(err(format!("{} fields, but the header has {}", fields.len(), header.len())));
+            return Err(err(format!(
+                "{} fields, but the header has {}",
+                fields.len(),
+                header.len()
+            )));
         }
         let id = match id_col {
             Some(c) if !fields[c].trim().is_empty() => fields[c].trim().to_string(),
@@ -80,7 +104,9 @@ pub fn parse_csv_items(text: &str, source: &str, expected_column: &str, opts: &C
         let raw = &fields[exp_col];
         let expected = if opts.parse_expected {
             match serde_json::from_str::<serde_json::Value>(raw.trim()) {
-                Ok(serde_json::Value::Number(n)) => n.as_f64().map(Expected::Number).unwrap_or(Expected::Text(raw.clone())),
+                Ok(serde_json::Value::Number(n)) => {
+                    n.as_f64().map(Expected::Number).unwrap_or(Expected::Text(raw.clone()))
+                }
                 Ok(serde_json::Value::Object(m)) => Expected::Json(m),
                 _ => Expected::Text(raw.clone()),
             }
@@ -93,7 +119,12 @@ pub fn parse_csv_items(text: &str, source: &str, expected_column: &str, opts: &C
             .filter(|(i, _)| *i != exp_col && Some(*i) != id_col && Some(*i) != split_col)
             .map(|(i, h)| (h.trim().to_string(), fields[i].clone()))
             .collect();
-        items.push(Item { id, input, expected, split });
+        items.push(Item {
+            id,
+            input,
+            expected,
+            split,
+        });
     }
     Ok(items)
 }
@@ -169,7 +200,11 @@ mod tests {
         let csv_path = dir.path().join("data.csv");
         let text = "id,text,label,split\r\nA1,\"Hello, \"\"world\"\"\",pos,dev\r\nA2,\"two\nlines\",neg,\r\n\r\nA3,plain,neg,TEST\r\n";
         std::fs::write(&csv_path, text).unwrap();
-        let opts = CsvOptions { id_column: Some("id".into()), split_column: Some("split".into()), ..Default::default() };
+        let opts = CsvOptions {
+            id_column: Some("id".into()),
+            split_column: Some("split".into()),
+            ..Default::default()
+        };
         let items = import_csv(&csv_path, "label", &opts).unwrap();
         assert_eq!(items.len(), 3);
         assert_eq!(items[0].id, "A1");
@@ -188,18 +223,33 @@ mod tests {
 
     #[test]
     fn csv_defaults_errors_and_parsed_expected() {
-        let opts = CsvOptions { parse_expected: true, ..Default::default() };
-        let items = parse_csv_items("q;a\nx;3.5\ny;{\"k\":1}\nz;abc", "m", "a", &CsvOptions { delimiter: ';', ..opts }).unwrap();
+        let opts = CsvOptions {
+            parse_expected: true,
+            ..Default::default()
+        };
+        let items = parse_csv_items(
+            "q;a\nx;3.5\ny;{\"k\":1}\nz;abc",
+            "m",
+            "a",
+            &CsvOptions { delimiter: ';', ..opts },
+        )
+        .unwrap();
         assert_eq!(items[0].id, "line-2");
         assert_eq!(items[0].expected, Expected::Number(3.5));
         assert!(matches!(items[1].expected, Expected::Json(_)));
         assert_eq!(items[2].expected, Expected::Text("abc".into()));
 
-        let e = parse_csv_items("q,a\nx,1,extra\n", "f.csv", "a", &CsvOptions::default()).unwrap_err().to_string();
+        let e = parse_csv_items("q,a\nx,1,extra\n", "f.csv", "a", &CsvOptions::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "f.csv:2: 3 fields, but the header has 2");
-        let e = parse_csv_items("q,a\nx,1\n", "f.csv", "label", &CsvOptions::default()).unwrap_err().to_string();
+        let e = parse_csv_items("q,a\nx,1\n", "f.csv", "label", &CsvOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no column `label`"), "{e}");
-        let e = parse_csv_items("q,a\n\"x,1\n", "f.csv", "a", &CsvOptions::default()).unwrap_err().to_string();
+        let e = parse_csv_items("q,a\n\"x,1\n", "f.csv", "a", &CsvOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.csv:2: unterminated"), "{e}");
     }
 }

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use crate::error::{EvalError, Result};
 use crate::split::{check_no_leak, hash_split, SplitConfig, Splits};
+use serde::{Deserialize, Serialize};
 
 /// Which half of a data set an item belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,7 +124,11 @@ impl Dataset {
             if t.is_empty() || t.starts_with('#') || t.starts_with("//") {
                 continue;
             }
-            let err = |msg: String| EvalError::Parse { file: source.to_string(), line: line_no, msg };
+            let err = |msg: String| EvalError::Parse {
+                file: source.to_string(),
+                line: line_no,
+                msg,
+            };
             let raw: RawItem = serde_json::from_str(t).map_err(|e| err(e.to_string()))?;
             let item = raw_to_item(raw, line_no).map_err(err)?;
             if let Some(prev) = seen.insert(item.id.clone(), line_no) {
@@ -132,12 +136,18 @@ impl Dataset {
             }
             items.push(item);
         }
-        Ok(Dataset { source: source.to_string(), items })
+        Ok(Dataset {
+            source: source.to_string(),
+            items,
+        })
     }
 
     /// Builds a data set from items (e.g. from [`import_csv`](crate::import_csv)).
     pub fn from_items(source: impl Into<String>, items: Vec<Item>) -> Dataset {
-        Dataset { source: source.into(), items }
+        Dataset {
+            source: source.into(),
+            items,
+        }
     }
 
     /// The items as JSONL text (one object a line, `split` only where explicit).
@@ -194,9 +204,18 @@ fn raw_to_item(raw: RawItem, line_no: usize) -> std::result::Result<Item, String
         serde_json::Value::String(s) => Expected::Text(s),
         serde_json::Value::Number(n) => Expected::Number(n.as_f64().ok_or("`expected` number out of range")?),
         serde_json::Value::Object(m) => Expected::Json(m),
-        other => return Err(format!("`expected` must be a string, a number or a JSON object, got {other}")),
+        other => {
+            return Err(format!(
+                "`expected` must be a string, a number or a JSON object, got {other}"
+            ))
+        }
     };
-    Ok(Item { id, input, expected, split: raw.split })
+    Ok(Item {
+        id,
+        input,
+        expected,
+        split: raw.split,
+    })
 }
 
 #[cfg(test)]
@@ -223,9 +242,15 @@ mod tests {
         let text = "{\"input\":{\"q\":\"a\"},\"expected\":\"y\"}\n{\"input\":{\"q\":\"b\"},\"expected\":[1]}\n";
         let e = Dataset::parse(text, "data.jsonl").unwrap_err().to_string();
         assert!(e.starts_with("data.jsonl:2: `expected`"), "{e}");
-        let e = Dataset::parse("{\"input\":{}, \"expected\":\"y\"}\nnot json\n", "f").unwrap_err().to_string();
+        let e = Dataset::parse("{\"input\":{}, \"expected\":\"y\"}\nnot json\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f:2: "), "{e}");
-        let e = Dataset::parse("{\"id\":\"a\",\"input\":{},\"expected\":\"y\"}\n{\"id\":\"a\",\"input\":{},\"expected\":\"n\"}", "f").unwrap_err();
+        let e = Dataset::parse(
+            "{\"id\":\"a\",\"input\":{},\"expected\":\"y\"}\n{\"id\":\"a\",\"input\":{},\"expected\":\"n\"}",
+            "f",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("duplicate id `a` (first on line 1)"), "{e}");
     }
 }

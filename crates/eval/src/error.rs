@@ -75,6 +75,9 @@ pub type Result<T, E = EvalError> = std::result::Result<T, E>;
 
 impl EvalError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EvalError::Io { path: path.into(), source }
+        EvalError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

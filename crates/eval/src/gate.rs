@@ -86,7 +86,14 @@ pub struct GateResult {
 
 /// Fails when quality dropped by more than `tolerance` (absolute).
 pub fn gate(baseline: &RunSummary, current: &RunSummary, tolerance: f64) -> GateResult {
-    gate_with(baseline, current, &GateOptions { tolerance, max_cost_factor: None })
+    gate_with(
+        baseline,
+        current,
+        &GateOptions {
+            tolerance,
+            max_cost_factor: None,
+        },
+    )
 }
 
 /// [`gate`] with an optional cost check: fails when cost per 1k rose by more than
@@ -104,18 +111,32 @@ pub fn gate_with(baseline: &RunSummary, current: &RunSummary, opts: &GateOptions
         let (b, c) = (baseline.cost_per_1k, current.cost_per_1k);
         let too_dear = if b > 0.0 { c > b * f * (1.0 + 1e-12) } else { c > 0.0 };
         if too_dear {
-            let ratio = if b > 0.0 { format!("×{:.2}", c / b) } else { "from zero".into() };
+            let ratio = if b > 0.0 {
+                format!("×{:.2}", c / b)
+            } else {
+                "from zero".into()
+            };
             reasons.push(format!("cost per 1k rose ${b:.4} → ${c:.4} ({ratio}, limit ×{f:.2})"));
         }
     }
     let mut notes = Vec::new();
     if baseline.config != current.config {
-        notes.push(format!("configuration changed: `{}` → `{}`", baseline.config, current.config));
+        notes.push(format!(
+            "configuration changed: `{}` → `{}`",
+            baseline.config, current.config
+        ));
     }
     if baseline.split != current.split || baseline.n != current.n {
-        notes.push(format!("compared {} items ({}) with {} items ({})", current.n, current.split, baseline.n, baseline.split));
+        notes.push(format!(
+            "compared {} items ({}) with {} items ({})",
+            current.n, current.split, baseline.n, baseline.split
+        ));
     }
-    GateResult { passed: reasons.is_empty(), reasons, notes }
+    GateResult {
+        passed: reasons.is_empty(),
+        reasons,
+        notes,
+    }
 }
 
 #[cfg(test)]
@@ -123,15 +144,34 @@ mod tests {
     use super::*;
 
     fn run(quality: f64, cost: f64) -> RunSummary {
-        RunSummary { task: "t".into(), config: "a".into(), split: "test".into(), n: 100, quality, quality_lo: 0.0, quality_hi: 1.0, cost_per_1k: cost, p50_ms: 1.0, p95_ms: 2.0, escalation_rate: 0.1 }
+        RunSummary {
+            task: "t".into(),
+            config: "a".into(),
+            split: "test".into(),
+            n: 100,
+            quality,
+            quality_lo: 0.0,
+            quality_hi: 1.0,
+            cost_per_1k: cost,
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            escalation_rate: 0.1,
+        }
     }
 
     #[test]
     fn gate_quality_and_cost() {
         assert!(gate(&run(0.90, 1.0), &run(0.89, 5.0), 0.02).passed);
         let g = gate(&run(0.90, 1.0), &run(0.87, 1.0), 0.02);
-        assert!(!g.passed && g.reasons[0].contains("quality dropped 0.9000 → 0.8700"), "{:?}", g.reasons);
-        let opts = GateOptions { tolerance: 0.02, max_cost_factor: Some(1.5) };
+        assert!(
+            !g.passed && g.reasons[0].contains("quality dropped 0.9000 → 0.8700"),
+            "{:?}",
+            g.reasons
+        );
+        let opts = GateOptions {
+            tolerance: 0.02,
+            max_cost_factor: Some(1.5),
+        };
         assert!(gate_with(&run(0.9, 1.0), &run(0.9, 1.5), &opts).passed);
         let g = gate_with(&run(0.9, 1.0), &run(0.95, 1.6), &opts);
         assert!(!g.passed && g.reasons[0].contains("×1.60"), "{:?}", g.reasons);

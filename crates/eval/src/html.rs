@@ -31,8 +31,17 @@ pub fn html_report(r: &EvalReport) -> String {
         r.points.len()
     );
     let sel = &r.selection;
-    let (class, head) = if sel.meets_bar { ("ok", "Chosen") } else { ("below", "Below the bar") };
-    let _ = write!(s, "<p class=\"verdict {class}\"><b>{head}:</b> <code>{}</code>. {}</p>", escape(&sel.chosen.label), escape(&sel.reason));
+    let (class, head) = if sel.meets_bar {
+        ("ok", "Chosen")
+    } else {
+        ("below", "Below the bar")
+    };
+    let _ = write!(
+        s,
+        "<p class=\"verdict {class}\"><b>{head}:</b> <code>{}</code>. {}</p>",
+        escape(&sel.chosen.label),
+        escape(&sel.reason)
+    );
     if let Some(t) = &r.test {
         let _ = write!(
             s,
@@ -58,7 +67,11 @@ pub fn html_report(r: &EvalReport) -> String {
         rows.extend(r.test.iter());
         s += &table(&rows, &sel.chosen.label);
     }
-    let _ = write!(s, "<details><summary>All {} configurations (dev)</summary>", r.points.len());
+    let _ = write!(
+        s,
+        "<details><summary>All {} configurations (dev)</summary>",
+        r.points.len()
+    );
     let mut all: Vec<&SimResult> = r.points.iter().collect();
     all.sort_by(|a, b| a.cost_per_1k.total_cmp(&b.cost_per_1k));
     if all.len() > MAX_ALL_ROWS {
@@ -74,7 +87,12 @@ fn table(rows: &[&SimResult], chosen: &str) -> String {
     let mut s = String::from("<table><tr><th>configuration</th><th>quality ± CI</th><th>p50 ms</th><th>p95 ms</th><th>cost / 1k</th><th>escalation</th><th>answered by</th></tr>");
     for r in rows {
         let class = if r.label == chosen { " class=\"chosen-row\"" } else { "" };
-        let shares: Vec<String> = r.answered.iter().filter(|a| a.share > 0.0).map(|a| format!("{} {:.0}%", a.tier, a.share * 100.0)).collect();
+        let shares: Vec<String> = r
+            .answered
+            .iter()
+            .filter(|a| a.share > 0.0)
+            .map(|a| format!("{} {:.0}%", a.tier, a.share * 100.0))
+            .collect();
         let _ = write!(
             s,
             "<tr{class}><td class=\"cfg\">{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{:.1}%</td><td class=\"cfg\">{}</td></tr>",
@@ -103,8 +121,16 @@ mod tests {
         let mut o = Outcomes::new(tiers);
         for i in 0..10 {
             let c = i as f64 / 10.0;
-            let small = if i == 3 { TierOutcome::failed(0.0, 10.0) } else { TierOutcome::new(c > 0.45, Some(c), 0.0001, 30.0) };
-            o.push(format!("i{i}"), vec![small, TierOutcome::new(i != 0, Some(0.9), 0.02, 700.0)]).unwrap();
+            let small = if i == 3 {
+                TierOutcome::failed(0.0, 10.0)
+            } else {
+                TierOutcome::new(c > 0.45, Some(c), 0.0001, 30.0)
+            };
+            o.push(
+                format!("i{i}"),
+                vec![small, TierOutcome::new(i != 0, Some(0.9), 0.02, 700.0)],
+            )
+            .unwrap();
         }
         o
     }
@@ -112,12 +138,25 @@ mod tests {
     #[test]
     fn html_has_one_svg_point_per_configuration_and_escapes() {
         let o = outcomes();
-        let points = calibrate(&o, &CalibrateOptions { quantiles: 4, ..Default::default() }).unwrap();
+        let points = calibrate(
+            &o,
+            &CalibrateOptions {
+                quantiles: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let n = points.len();
-        let report = EvalReport::new("sentiment <v2>", "d.jsonl", o.tiers.clone(), points, &QualityBar::mean(0.8))
-            .unwrap()
-            .with_test(&o, &Default::default())
-            .unwrap();
+        let report = EvalReport::new(
+            "sentiment <v2>",
+            "d.jsonl",
+            o.tiers.clone(),
+            points,
+            &QualityBar::mean(0.8),
+        )
+        .unwrap()
+        .with_test(&o, &Default::default())
+        .unwrap();
         let html = html_report(&report);
         assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
         assert_eq!(html.matches("<svg").count(), 1);
@@ -132,8 +171,15 @@ mod tests {
         assert!(html.contains("big &amp; &quot;best&quot;") && !html.contains("big & \"best\""));
         assert!(html.contains("sentiment &lt;v2&gt;"));
         assert!(!html.contains("class=\"judge\""));
-        let judged = report.clone().with_judge(Some(crate::metrics::JudgeReport::new("local:<j>", "exact", &[("t".into(), vec![(0.9, 1.0)])], 0.0)));
+        let judged = report.clone().with_judge(Some(crate::metrics::JudgeReport::new(
+            "local:<j>",
+            "exact",
+            &[("t".into(), vec![(0.9, 1.0)])],
+            0.0,
+        )));
         assert!(html_report(&judged).contains("<p class=\"judge\">judge local:&lt;j&gt; vs exact: agreement 100.0%"));
-        assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href=") && !html.contains("@import"));
+        assert!(
+            !html.contains("<script") && !html.contains("src=") && !html.contains("href=") && !html.contains("@import")
+        );
     }
 }

@@ -127,7 +127,6 @@ pub use calibrate::{calibrate, candidate_thresholds, tier_subsets, CalibrateOpti
 pub use cascade::{simulate, simulate_cascade, Cascade, SimResult, Strategy, TierShare};
 pub use csv::{import_csv, parse_csv_items, CsvOptions};
 pub use dataset::{Dataset, Expected, Item, Split};
-pub use split::{check_no_leak, SplitConfig, Splits};
 pub use error::{EvalError, Result};
 pub use gate::{gate, gate_with, GateOptions, GateResult, RunSummary};
 pub use html::html_report;
@@ -136,5 +135,6 @@ pub use outcomes::{ItemOutcomes, Outcomes, Route, TierOutcome};
 pub use pareto::{pareto_front, pareto_results};
 pub use report::{escape, fmt_cost, fmt_quality, text_table, EvalReport};
 pub use select::{evaluate_on, select, QualityBar, Selection};
+pub use split::{check_no_leak, SplitConfig, Splits};
 pub use stats::{CiOptions, Estimate};
 pub use svg::scatter_svg;

@@ -26,17 +26,35 @@ pub struct TierOutcome {
 impl TierOutcome {
     /// A right (`correct`) or wrong answer.
     pub fn new(correct: bool, confidence: Option<f64>, cost_usd: f64, latency_ms: f64) -> Self {
-        TierOutcome { score: if correct { 1.0 } else { 0.0 }, confidence, cost_usd, latency_ms, error: false }
+        TierOutcome {
+            score: if correct { 1.0 } else { 0.0 },
+            confidence,
+            cost_usd,
+            latency_ms,
+            error: false,
+        }
     }
 
     /// An answer with a fractional score.
     pub fn scored(score: f64, confidence: Option<f64>, cost_usd: f64, latency_ms: f64) -> Self {
-        TierOutcome { score, confidence, cost_usd, latency_ms, error: false }
+        TierOutcome {
+            score,
+            confidence,
+            cost_usd,
+            latency_ms,
+            error: false,
+        }
     }
 
     /// A failed call (score 0); its cost and latency still count.
     pub fn failed(cost_usd: f64, latency_ms: f64) -> Self {
-        TierOutcome { score: 0.0, confidence: None, cost_usd, latency_ms, error: true }
+        TierOutcome {
+            score: 0.0,
+            confidence: None,
+            cost_usd,
+            latency_ms,
+            error: true,
+        }
     }
 
     /// Whether a cascade accepts this answer at `threshold`: no error and confidence ≥
@@ -52,8 +70,12 @@ impl TierOutcome {
         if self.confidence.is_some_and(|c| !c.is_finite()) {
             return Err("confidence is not a finite number".into());
         }
-        if !(self.cost_usd >= 0.0 && self.cost_usd.is_finite() && self.latency_ms >= 0.0 && self.latency_ms.is_finite()) {
-            return Err(format!("cost {} / latency {} must be finite and ≥ 0", self.cost_usd, self.latency_ms));
+        if !(self.cost_usd >= 0.0 && self.cost_usd.is_finite() && self.latency_ms >= 0.0 && self.latency_ms.is_finite())
+        {
+            return Err(format!(
+                "cost {} / latency {} must be finite and ≥ 0",
+                self.cost_usd, self.latency_ms
+            ));
         }
         Ok(())
     }
@@ -97,14 +119,21 @@ pub struct Outcomes {
 impl Outcomes {
     /// An empty table over these tiers.
     pub fn new(tiers: Vec<String>) -> Self {
-        Outcomes { tiers, items: Vec::new() }
+        Outcomes {
+            tiers,
+            items: Vec::new(),
+        }
     }
 
     /// Builds a table from one column per tier (what "run each tier over the data set"
     /// produces): `columns[t][i]` is tier `t` on item `ids[i]`.
     pub fn from_columns(tiers: Vec<String>, ids: Vec<String>, columns: Vec<Vec<TierOutcome>>) -> Result<Self> {
         if columns.len() != tiers.len() || columns.iter().any(|c| c.len() != ids.len()) {
-            return Err(EvalError::Invalid(format!("need {} columns of {} outcomes", tiers.len(), ids.len())));
+            return Err(EvalError::Invalid(format!(
+                "need {} columns of {} outcomes",
+                tiers.len(),
+                ids.len()
+            )));
         }
         let mut out = Outcomes::new(tiers);
         for (i, id) in ids.into_iter().enumerate() {
@@ -115,7 +144,11 @@ impl Outcomes {
 
     /// Adds an item row (validated).
     pub fn push(&mut self, id: impl Into<String>, tiers: Vec<TierOutcome>) -> Result<()> {
-        self.push_item(ItemOutcomes { id: id.into(), tiers, route: None })
+        self.push_item(ItemOutcomes {
+            id: id.into(),
+            tiers,
+            route: None,
+        })
     }
 
     /// Adds an item row with its route, if any (validated).
@@ -133,14 +166,22 @@ impl Outcomes {
     fn check_item(&self, item: &ItemOutcomes) -> Result<()> {
         let bad = |msg: String| EvalError::Invalid(format!("item `{}`: {msg}", item.id));
         if item.tiers.len() != self.tiers.len() {
-            return Err(bad(format!("{} outcomes for {} tiers", item.tiers.len(), self.tiers.len())));
+            return Err(bad(format!(
+                "{} outcomes for {} tiers",
+                item.tiers.len(),
+                self.tiers.len()
+            )));
         }
         for (t, o) in item.tiers.iter().enumerate() {
             o.check().map_err(|m| bad(format!("tier `{}`: {m}", self.tiers[t])))?;
         }
         if let Some(r) = item.route {
             if r.start >= self.tiers.len() {
-                return Err(bad(format!("route starts at tier index {} of {}", r.start, self.tiers.len())));
+                return Err(bad(format!(
+                    "route starts at tier index {} of {}",
+                    r.start,
+                    self.tiers.len()
+                )));
             }
         }
         Ok(())
@@ -148,12 +189,21 @@ impl Outcomes {
 
     /// Index of a tier by name.
     pub fn tier_index(&self, name: &str) -> Result<usize> {
-        self.tiers.iter().position(|t| t == name).ok_or_else(|| EvalError::UnknownTier { tier: name.into(), known: self.tiers.join(", ") })
+        self.tiers
+            .iter()
+            .position(|t| t == name)
+            .ok_or_else(|| EvalError::UnknownTier {
+                tier: name.into(),
+                known: self.tiers.join(", "),
+            })
     }
 
     /// The rows whose id passes `keep` (e.g. the dev or the test split's ids).
     pub fn retain_ids(&self, keep: impl Fn(&str) -> bool) -> Outcomes {
-        Outcomes { tiers: self.tiers.clone(), items: self.items.iter().filter(|i| keep(&i.id)).cloned().collect() }
+        Outcomes {
+            tiers: self.tiers.clone(),
+            items: self.items.iter().filter(|i| keep(&i.id)).cloned().collect(),
+        }
     }
 
     /// Number of items.
@@ -182,11 +232,29 @@ mod tests {
         let ok = TierOutcome::new(true, Some(0.9), 0.001, 10.0);
         let mut o = Outcomes::new(tiers.clone());
         o.push("a", vec![ok, ok]).unwrap();
-        assert!(o.push("b", vec![ok]).unwrap_err().to_string().contains("item `b`: 1 outcomes for 2 tiers"));
+        assert!(o
+            .push("b", vec![ok])
+            .unwrap_err()
+            .to_string()
+            .contains("item `b`: 1 outcomes for 2 tiers"));
         let bad = TierOutcome::scored(1.5, None, 0.0, 0.0);
-        assert!(o.push("c", vec![ok, bad]).unwrap_err().to_string().contains("tier `l`: score 1.5"));
-        let route = Some(Route { start: 2, cost_usd: 0.0, latency_ms: 0.0 });
-        assert!(o.push_item(ItemOutcomes { id: "d".into(), tiers: vec![ok, ok], route }).is_err());
+        assert!(o
+            .push("c", vec![ok, bad])
+            .unwrap_err()
+            .to_string()
+            .contains("tier `l`: score 1.5"));
+        let route = Some(Route {
+            start: 2,
+            cost_usd: 0.0,
+            latency_ms: 0.0,
+        });
+        assert!(o
+            .push_item(ItemOutcomes {
+                id: "d".into(),
+                tiers: vec![ok, ok],
+                route
+            })
+            .is_err());
         o.push("e", vec![ok, TierOutcome::failed(0.0, 5.0)]).unwrap();
         assert_eq!(o.retain_ids(|id| id == "e").items.len(), 1);
         assert_eq!(o.tier_index("l").unwrap(), 1);

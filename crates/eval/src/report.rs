@@ -44,9 +44,18 @@ pub struct EvalReport {
 
 impl EvalReport {
     /// Builds the report from dev-split points: Pareto frontier and selection.
-    pub fn new(task: &str, dataset: &str, tiers: Vec<String>, points: Vec<SimResult>, bar: &QualityBar) -> Result<EvalReport> {
+    pub fn new(
+        task: &str,
+        dataset: &str,
+        tiers: Vec<String>,
+        points: Vec<SimResult>,
+        bar: &QualityBar,
+    ) -> Result<EvalReport> {
         let selection = select(&points, bar)?;
-        let chosen = points.iter().position(|p| p.strategy == selection.chosen.strategy).expect("chosen is one of the points");
+        let chosen = points
+            .iter()
+            .position(|p| p.strategy == selection.chosen.strategy)
+            .expect("chosen is one of the points");
         Ok(EvalReport {
             task: task.into(),
             dataset: dataset.into(),
@@ -67,7 +76,11 @@ impl EvalReport {
     pub fn with_test(mut self, test: &Outcomes, ci: &CiOptions) -> Result<EvalReport> {
         self.n_test = test.len();
         self.test = Some(evaluate_on(&self.selection.chosen.strategy, test, ci)?);
-        self.test_single_tiers = test.tiers.iter().map(|t| crate::simulate_cascade(test, &crate::Cascade::single(t.clone()), ci)).collect::<Result<_>>()?;
+        self.test_single_tiers = test
+            .tiers
+            .iter()
+            .map(|t| crate::simulate_cascade(test, &crate::Cascade::single(t.clone()), ci))
+            .collect::<Result<_>>()?;
         Ok(self)
     }
 
@@ -79,10 +92,17 @@ impl EvalReport {
 
     /// The rows worth a table: single tiers, the Pareto frontier and the chosen one, by cost.
     pub fn table_rows(&self) -> Vec<&SimResult> {
-        let mut idx: Vec<usize> = (0..self.points.len()).filter(|&i| self.points[i].strategy.single_tier().is_some()).collect();
+        let mut idx: Vec<usize> = (0..self.points.len())
+            .filter(|&i| self.points[i].strategy.single_tier().is_some())
+            .collect();
         idx.extend(&self.pareto);
         idx.push(self.chosen);
-        idx.sort_by(|&a, &b| self.points[a].cost_per_1k.total_cmp(&self.points[b].cost_per_1k).then(a.cmp(&b)));
+        idx.sort_by(|&a, &b| {
+            self.points[a]
+                .cost_per_1k
+                .total_cmp(&self.points[b].cost_per_1k)
+                .then(a.cmp(&b))
+        });
         idx.dedup();
         idx.into_iter().map(|i| &self.points[i]).collect()
     }
@@ -102,12 +122,33 @@ impl EvalReport {
 
     /// The terminal report: table of the interesting rows, the decision, the test result.
     pub fn to_text(&self) -> String {
-        let mut out = format!("task {} · {} · dev {} items · test {} items · {} configurations\n\n", self.task, self.dataset, self.n_dev, self.n_test, self.points.len());
+        let mut out = format!(
+            "task {} · {} · dev {} items · test {} items · {} configurations\n\n",
+            self.task,
+            self.dataset,
+            self.n_dev,
+            self.n_test,
+            self.points.len()
+        );
         out += &text_table(&self.table_rows(), Some(&self.selection.chosen.label));
-        out += &format!("\n{} {}\n", if self.selection.meets_bar { "chosen:" } else { "BELOW BAR:" }, self.selection.reason);
+        out += &format!(
+            "\n{} {}\n",
+            if self.selection.meets_bar {
+                "chosen:"
+            } else {
+                "BELOW BAR:"
+            },
+            self.selection.reason
+        );
         out += &format!("  -> {}\n", self.selection.chosen.label);
         if let Some(t) = &self.test {
-            out += &format!("test: quality {} · p95 {:.0} ms · {} per 1k · escalation {:.1}%\n", fmt_quality(t), t.p95_ms, fmt_cost(t.cost_per_1k), t.escalation_rate * 100.0);
+            out += &format!(
+                "test: quality {} · p95 {:.0} ms · {} per 1k · escalation {:.1}%\n",
+                fmt_quality(t),
+                t.p95_ms,
+                fmt_cost(t.cost_per_1k),
+                t.escalation_rate * 100.0
+            );
         }
         if let Some(j) = &self.judge {
             out += &format!("{}\n", j.line());
@@ -118,12 +159,24 @@ impl EvalReport {
 
 /// An aligned plain-text table; the row labelled `chosen` is marked with `*`.
 pub fn text_table(rows: &[&SimResult], chosen: Option<&str>) -> String {
-    let header = ["", "config", "quality ± CI", "p50 ms", "p95 ms", "cost/1k", "escalation"];
+    let header = [
+        "",
+        "config",
+        "quality ± CI",
+        "p50 ms",
+        "p95 ms",
+        "cost/1k",
+        "escalation",
+    ];
     let right = [false, false, true, true, true, true, true];
     let mut cells: Vec<[String; 7]> = vec![header.map(String::from)];
     for r in rows {
         cells.push([
-            if Some(r.label.as_str()) == chosen { "*".into() } else { String::new() },
+            if Some(r.label.as_str()) == chosen {
+                "*".into()
+            } else {
+                String::new()
+            },
             r.label.clone(),
             fmt_quality(r),
             format!("{:.0}", r.p50_ms),
@@ -132,11 +185,19 @@ pub fn text_table(rows: &[&SimResult], chosen: Option<&str>) -> String {
             format!("{:.1}%", r.escalation_rate * 100.0),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in &cells {
         let line: Vec<String> = (0..7)
-            .map(|c| if right[c] { format!("{:>w$}", row[c], w = widths[c]) } else { format!("{:<w$}", row[c], w = widths[c]) })
+            .map(|c| {
+                if right[c] {
+                    format!("{:>w$}", row[c], w = widths[c])
+                } else {
+                    format!("{:<w$}", row[c], w = widths[c])
+                }
+            })
             .collect();
         out += line.join("  ").trim_end();
         out.push('\n');
@@ -203,20 +264,47 @@ mod tests {
 
     #[test]
     fn report_builds_and_serialises() {
-        let pts = vec![point("s", 0.7, 1.0, 100.0), point("s > l", 0.88, 3.0, 900.0), point("l", 0.9, 10.0, 1000.0), point("m", 0.6, 5.0, 500.0)];
-        let r = EvalReport::new("sentiment", "data.jsonl", vec!["s".into(), "m".into(), "l".into()], pts, &QualityBar::mean(0.85)).unwrap();
+        let pts = vec![
+            point("s", 0.7, 1.0, 100.0),
+            point("s > l", 0.88, 3.0, 900.0),
+            point("l", 0.9, 10.0, 1000.0),
+            point("m", 0.6, 5.0, 500.0),
+        ];
+        let r = EvalReport::new(
+            "sentiment",
+            "data.jsonl",
+            vec!["s".into(), "m".into(), "l".into()],
+            pts,
+            &QualityBar::mean(0.85),
+        )
+        .unwrap();
         assert_eq!(r.chosen, 1);
         assert_eq!(r.pareto, [0, 1, 2]);
         assert_eq!(r.table_rows().len(), 4);
         let back: EvalReport = serde_json::from_str(&r.to_json()).unwrap();
-        assert_eq!((back.chosen, &back.pareto, &back.selection.chosen.label, back.points.len()), (1, &r.pareto, &r.selection.chosen.label, 4));
+        assert_eq!(
+            (
+                back.chosen,
+                &back.pareto,
+                &back.selection.chosen.label,
+                back.points.len()
+            ),
+            (1, &r.pareto, &r.selection.chosen.label, 4)
+        );
         let text = r.to_text();
-        assert!(text.contains("chosen: cheapest of 2 configurations") && text.contains("  -> s > l"), "{text}");
+        assert!(
+            text.contains("chosen: cheapest of 2 configurations") && text.contains("  -> s > l"),
+            "{text}"
+        );
         assert_eq!(r.summary().split, "dev");
         assert!(!r.to_json().contains("\"judge\""), "no judge block without a judge");
         let j = JudgeReport::new("local:j", "exact", &[("s".into(), vec![(0.8, 1.0), (0.1, 0.0)])], 0.001);
         let r = r.with_judge(Some(j));
-        assert!(r.to_text().contains("judge local:j vs exact: agreement 100.0%"), "{}", r.to_text());
+        assert!(
+            r.to_text().contains("judge local:j vs exact: agreement 100.0%"),
+            "{}",
+            r.to_text()
+        );
         let back: EvalReport = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(back.judge.unwrap().agreement.unwrap().kappa, 1.0);
     }

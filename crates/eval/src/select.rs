@@ -21,12 +21,19 @@ pub struct QualityBar {
 impl QualityBar {
     /// A bar on the mean.
     pub fn mean(min_quality: f64) -> QualityBar {
-        QualityBar { min_quality, use_lower_bound: false }
+        QualityBar {
+            min_quality,
+            use_lower_bound: false,
+        }
     }
 
     /// Whether a point meets the bar.
     pub fn met_by(&self, p: &SimResult) -> bool {
-        let q = if self.use_lower_bound { p.quality.lo } else { p.quality.mean };
+        let q = if self.use_lower_bound {
+            p.quality.lo
+        } else {
+            p.quality.mean
+        };
         q >= self.min_quality - 1e-12
     }
 }
@@ -80,7 +87,12 @@ pub fn select(points: &[SimResult], bar: &QualityBar) -> Result<Selection> {
     } else {
         let best = points
             .iter()
-            .max_by(|a, b| a.quality.mean.total_cmp(&b.quality.mean).then(b.cost_per_1k.total_cmp(&a.cost_per_1k)))
+            .max_by(|a, b| {
+                a.quality
+                    .mean
+                    .total_cmp(&b.quality.mean)
+                    .then(b.cost_per_1k.total_cmp(&a.cost_per_1k))
+            })
             .expect("non-empty");
         let r = format!(
             "no configuration reaches {what} {:.3}; best available is {:.3} ({}), below the bar",
@@ -88,7 +100,14 @@ pub fn select(points: &[SimResult], bar: &QualityBar) -> Result<Selection> {
         );
         (best, false, r)
     };
-    Ok(Selection { chosen: chosen.clone(), meets_bar, bar: *bar, n_meeting: meeting.len(), n_considered: points.len(), reason })
+    Ok(Selection {
+        chosen: chosen.clone(),
+        meets_bar,
+        bar: *bar,
+        n_meeting: meeting.len(),
+        n_considered: points.len(),
+        reason,
+    })
 }
 
 /// Evaluates a chosen strategy on another set of outcomes (the test split): the
@@ -110,7 +129,13 @@ pub(crate) mod tests {
             label: label.into(),
             strategy: Strategy::Cascade(Cascade { tiers, thresholds }),
             n: 100,
-            quality: Estimate { mean: quality, lo: quality - 0.05, hi: quality + 0.05, n: 100, method: CiMethod::Wilson },
+            quality: Estimate {
+                mean: quality,
+                lo: quality - 0.05,
+                hi: quality + 0.05,
+                n: 100,
+                method: CiMethod::Wilson,
+            },
             cost_per_1k: cost,
             p50_ms: p95 / 2.0,
             p95_ms: p95,
@@ -123,10 +148,22 @@ pub(crate) mod tests {
 
     #[test]
     fn cheapest_meeting_the_bar_with_latency_tiebreak() {
-        let pts = [point("a", 0.80, 1.0, 100.0), point("b", 0.86, 3.0, 900.0), point("c", 0.90, 3.0, 500.0), point("d", 0.95, 9.0, 800.0)];
+        let pts = [
+            point("a", 0.80, 1.0, 100.0),
+            point("b", 0.86, 3.0, 900.0),
+            point("c", 0.90, 3.0, 500.0),
+            point("d", 0.95, 9.0, 800.0),
+        ];
         let s = select(&pts, &QualityBar::mean(0.85)).unwrap();
         assert_eq!((s.chosen.label.as_str(), s.meets_bar, s.n_meeting), ("c", true, 3));
-        let s = select(&pts, &QualityBar { min_quality: 0.86, use_lower_bound: true }).unwrap();
+        let s = select(
+            &pts,
+            &QualityBar {
+                min_quality: 0.86,
+                use_lower_bound: true,
+            },
+        )
+        .unwrap();
         assert_eq!(s.chosen.label, "d", "only d's lower bound (0.90) reaches 0.86");
         let s = select(&pts, &QualityBar::mean(0.99)).unwrap();
         assert_eq!((s.chosen.label.as_str(), s.meets_bar), ("d", false));

@@ -19,12 +19,19 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { test_fraction: 0.5, salt: String::new() }
+        SplitConfig {
+            test_fraction: 0.5,
+            salt: String::new(),
+        }
     }
 }
 
 pub(crate) fn hash_split(normalized: &str, cfg: &SplitConfig) -> Split {
-    let digest = Sha256::new().chain_update(cfg.salt.as_bytes()).chain_update([0u8]).chain_update(normalized.as_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(cfg.salt.as_bytes())
+        .chain_update([0u8])
+        .chain_update(normalized.as_bytes())
+        .finalize();
     let x = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     let unit = (x >> 11) as f64 / (1u64 << 53) as f64; // uniform in [0, 1)
     if unit < cfg.test_fraction {
@@ -59,8 +66,16 @@ pub fn check_no_leak(items: &[Item], cfg: &SplitConfig) -> Result<()> {
         return Ok(());
     }
     both.sort();
-    let examples = both.iter().take(5).map(|(d, t)| format!("{d}/{t}")).collect::<Vec<_>>().join(", ");
-    Err(EvalError::Leak { count: both.len(), examples })
+    let examples = both
+        .iter()
+        .take(5)
+        .map(|(d, t)| format!("{d}/{t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(EvalError::Leak {
+        count: both.len(),
+        examples,
+    })
 }
 
 #[cfg(test)]
@@ -71,7 +86,12 @@ mod tests {
 
     fn item(id: &str, text: &str, split: Option<Split>) -> Item {
         let input = BTreeMap::from([("text".to_string(), text.to_string())]);
-        Item { id: id.into(), input, expected: Expected::Text("x".into()), split }
+        Item {
+            id: id.into(),
+            input,
+            expected: Expected::Text("x".into()),
+            split,
+        }
     }
 
     #[test]
@@ -81,16 +101,40 @@ mod tests {
         let b = item("b", "hello world", None);
         assert_eq!(a.normalized_input(), b.normalized_input());
         assert_eq!(a.resolved_split(&cfg), b.resolved_split(&cfg));
-        let items: Vec<Item> = (0..2000).map(|i| item(&i.to_string(), &format!("question {i}"), None)).collect();
+        let items: Vec<Item> = (0..2000)
+            .map(|i| item(&i.to_string(), &format!("question {i}"), None))
+            .collect();
         let ds = Dataset::from_items("gen", items);
         let s1 = ds.split(&cfg);
         let s2 = ds.split(&cfg);
-        assert_eq!(s1.test.iter().map(|i| &i.id).collect::<Vec<_>>(), s2.test.iter().map(|i| &i.id).collect::<Vec<_>>());
+        assert_eq!(
+            s1.test.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            s2.test.iter().map(|i| &i.id).collect::<Vec<_>>()
+        );
         assert!((900..1100).contains(&s1.test.len()), "{}", s1.test.len());
-        let s = ds.split(&SplitConfig { test_fraction: 0.2, salt: String::new() });
+        let s = ds.split(&SplitConfig {
+            test_fraction: 0.2,
+            salt: String::new(),
+        });
         assert!((330..470).contains(&s.test.len()), "{}", s.test.len());
-        assert_eq!(ds.split(&SplitConfig { test_fraction: 0.0, salt: "x".into() }).test.len(), 0);
-        assert_eq!(ds.split(&SplitConfig { test_fraction: 1.0, salt: "x".into() }).dev.len(), 0);
+        assert_eq!(
+            ds.split(&SplitConfig {
+                test_fraction: 0.0,
+                salt: "x".into()
+            })
+            .test
+            .len(),
+            0
+        );
+        assert_eq!(
+            ds.split(&SplitConfig {
+                test_fraction: 1.0,
+                salt: "x".into()
+            })
+            .dev
+            .len(),
+            0
+        );
         ds.check_no_leak(&cfg).unwrap();
     }
 
@@ -99,9 +143,16 @@ mod tests {
         let cfg = SplitConfig::default();
         let ok = vec![item("a", "same", None), item("b", " SAME ", None)];
         check_no_leak(&ok, &cfg).unwrap();
-        let leak = vec![item("a", "same", Some(Split::Dev)), item("b", "Same", Some(Split::Test)), item("c", "other", None)];
+        let leak = vec![
+            item("a", "same", Some(Split::Dev)),
+            item("b", "Same", Some(Split::Test)),
+            item("c", "other", None),
+        ];
         let e = check_no_leak(&leak, &cfg).unwrap_err();
-        assert!(matches!(&e, EvalError::Leak { count: 1, examples } if examples == "a/b"), "{e}");
+        assert!(
+            matches!(&e, EvalError::Leak { count: 1, examples } if examples == "a/b"),
+            "{e}"
+        );
         // A hash-assigned duplicate of an explicit item leaks when the hash disagrees.
         let auto = item("x", "same", None).resolved_split(&cfg);
         let other = if auto == Split::Dev { Split::Test } else { Split::Dev };

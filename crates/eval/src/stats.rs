@@ -21,7 +21,11 @@ pub struct CiOptions {
 
 impl Default for CiOptions {
     fn default() -> Self {
-        CiOptions { level: 0.95, bootstrap_resamples: 1000, seed: 0x5eed }
+        CiOptions {
+            level: 0.95,
+            bootstrap_resamples: 1000,
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -60,10 +64,22 @@ impl Estimate {
         let binary = scores.iter().all(|&s| s == 0.0 || s == 1.0);
         if binary || ci.bootstrap_resamples == 0 || n == 0 {
             let (lo, hi) = wilson(scores.iter().sum(), n, ci.level);
-            Estimate { mean: m, lo, hi, n, method: CiMethod::Wilson }
+            Estimate {
+                mean: m,
+                lo,
+                hi,
+                n,
+                method: CiMethod::Wilson,
+            }
         } else {
             let (lo, hi) = bootstrap_mean(scores, ci.bootstrap_resamples, ci.level, ci.seed);
-            Estimate { mean: m, lo, hi, n, method: CiMethod::Bootstrap }
+            Estimate {
+                mean: m,
+                lo,
+                hi,
+                n,
+                method: CiMethod::Bootstrap,
+            }
         }
     }
 
@@ -148,11 +164,39 @@ pub fn z_for_level(level: f64) -> f64 {
 
 /// Inverse standard normal CDF (Acklam's rational approximation, |rel err| < 1.2e-9).
 fn inv_norm_cdf(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
     if p < 0.02425 {
         tail((-2.0 * p.ln()).sqrt())
     } else if p > 1.0 - 0.02425 {
@@ -160,7 +204,8 @@ fn inv_norm_cdf(p: f64) -> f64 {
     } else {
         let q = p - 0.5;
         let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 

@@ -32,10 +32,20 @@ impl CostAxis {
         let min = pos.iter().copied().fold(f64::INFINITY, f64::min);
         if !pos.is_empty() && max / min > 100.0 {
             let zero_slot = costs.iter().any(|&c| c <= 0.0);
-            CostAxis { log: true, zero_slot, lo: (min.log10() + 1e-9).floor(), hi: (max.log10() - 1e-9).ceil() }
+            CostAxis {
+                log: true,
+                zero_slot,
+                lo: (min.log10() + 1e-9).floor(),
+                hi: (max.log10() - 1e-9).ceil(),
+            }
         } else {
             let step = nice_step(max.max(1e-9), 5);
-            CostAxis { log: false, zero_slot: false, lo: 0.0, hi: (max / step).ceil().max(1.0) * step }
+            CostAxis {
+                log: false,
+                zero_slot: false,
+                lo: 0.0,
+                hi: (max / step).ceil().max(1.0) * step,
+            }
         }
     }
 
@@ -89,7 +99,15 @@ fn nice_step(range: f64, target: usize) -> f64 {
     let raw = range / target as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let norm = raw / mag;
-    mag * if norm <= 1.0 { 1.0 } else if norm <= 2.0 { 2.0 } else if norm <= 5.0 { 5.0 } else { 10.0 }
+    mag * if norm <= 1.0 {
+        1.0
+    } else if norm <= 2.0 {
+        2.0
+    } else if norm <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
 }
 
 /// The plot: `front` are Pareto indices (by cost), `chosen` an index, `bar` the quality bar.
@@ -99,33 +117,83 @@ pub fn scatter_svg(points: &[SimResult], front: &[usize], chosen: Option<usize>,
     let qlo = ((qmin - 0.02) * 10.0).floor().clamp(0.0, 9.0) / 10.0;
     let y = |q: f64| T + (1.0 - (q - qlo) / (1.0 - qlo)) * (H - T - B);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="quality against cost">"#);
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="quality against cost">"#
+    );
     s += "<style>.pt{fill:#4a78b5;fill-opacity:.55}.pt.router{fill:#b5784a}.pt.front{fill:#1b4f8f;fill-opacity:1}.pt.single{fill:#222;fill-opacity:1}.frontier{fill:none;stroke:#1b4f8f;stroke-width:1.5}.grid{stroke:#e3e3e3}.axis{stroke:#444}.bar{stroke:#c0392b;stroke-dasharray:5 4}.chosen{fill:none;stroke:#c0392b;stroke-width:2.5}text{font:11px sans-serif;fill:#333}.tier{font-weight:bold}</style>";
-    let _ = write!(s, r#"<rect x="{L}" y="{T}" width="{}" height="{}" fill="white" class="axis"/>"#, W - L - R, H - T - B);
+    let _ = write!(
+        s,
+        r#"<rect x="{L}" y="{T}" width="{}" height="{}" fill="white" class="axis"/>"#,
+        W - L - R,
+        H - T - B
+    );
     for (v, label) in xs.ticks() {
         let x = xs.x(v);
-        let _ = write!(s, r#"<line class="grid" x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, H - B, H - B + 16.0, escape(&label));
+        let _ = write!(
+            s,
+            r#"<line class="grid" x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            H - B,
+            H - B + 16.0,
+            escape(&label)
+        );
     }
     let step = nice_step(1.0 - qlo, 5);
     let mut k = (qlo / step - 1e-9).ceil();
     while k * step <= 1.0 + 1e-9 {
         let (q, yy) = (k * step, y(k * step));
-        let _ = write!(s, r#"<line class="grid" x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{q:.2}</text>"#, W - R, L - 6.0, yy + 4.0);
+        let _ = write!(
+            s,
+            r#"<line class="grid" x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{q:.2}</text>"#,
+            W - R,
+            L - 6.0,
+            yy + 4.0
+        );
         k += 1.0;
     }
-    let xlabel = if xs.log { "Cost per 1,000 runs (USD, log scale)" } else { "Cost per 1,000 runs (USD)" };
-    let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{xlabel}</text>"#, (L + W - R) / 2.0, H - 12.0);
-    let _ = write!(s, r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Quality</text>"#, (T + H - B) / 2.0);
+    let xlabel = if xs.log {
+        "Cost per 1,000 runs (USD, log scale)"
+    } else {
+        "Cost per 1,000 runs (USD)"
+    };
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{xlabel}</text>"#,
+        (L + W - R) / 2.0,
+        H - 12.0
+    );
+    let _ = write!(
+        s,
+        r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Quality</text>"#,
+        (T + H - B) / 2.0
+    );
     if let Some(b) = bar {
         let yy = y(b);
-        let _ = write!(s, r#"<line class="bar" x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">bar {b:.2}</text>"#, W - R, W - R - 4.0, yy - 4.0);
+        let _ = write!(
+            s,
+            r#"<line class="bar" x1="{L}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">bar {b:.2}</text>"#,
+            W - R,
+            W - R - 4.0,
+            yy - 4.0
+        );
     }
     if !front.is_empty() {
-        let pts: Vec<String> = front.iter().map(|&i| format!("{:.1},{:.1}", xs.x(points[i].cost_per_1k), y(points[i].quality.mean))).collect();
+        let pts: Vec<String> = front
+            .iter()
+            .map(|&i| format!("{:.1},{:.1}", xs.x(points[i].cost_per_1k), y(points[i].quality.mean)))
+            .collect();
         let _ = write!(s, r#"<polyline class="frontier" points="{}"/>"#, pts.join(" "));
     }
     // Draw order: others, frontier, single tiers, so the important points stay on top.
-    let rank = |i: usize| if points[i].strategy.single_tier().is_some() { 2 } else if front.contains(&i) { 1 } else { 0 };
+    let rank = |i: usize| {
+        if points[i].strategy.single_tier().is_some() {
+            2
+        } else if front.contains(&i) {
+            1
+        } else {
+            0
+        }
+    };
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by_key(|&i| rank(i));
     for i in order {
@@ -139,15 +207,35 @@ pub fn scatter_svg(points: &[SimResult], front: &[usize], chosen: Option<usize>,
             _ => {}
         }
         let r = if rank(i) > 0 { 4.0 } else { 3.0 };
-        let title = format!("{}: quality {:.3}, {} per 1k, p95 {:.0} ms", p.label, p.quality.mean, fmt_cost(p.cost_per_1k), p.p95_ms);
-        let _ = write!(s, r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="{r}"><title>{}</title></circle>"#, escape(&title));
+        let title = format!(
+            "{}: quality {:.3}, {} per 1k, p95 {:.0} ms",
+            p.label,
+            p.quality.mean,
+            fmt_cost(p.cost_per_1k),
+            p.p95_ms
+        );
+        let _ = write!(
+            s,
+            r#"<circle class="{class}" cx="{cx:.1}" cy="{cy:.1}" r="{r}"><title>{}</title></circle>"#,
+            escape(&title)
+        );
         if let Some(tier) = p.strategy.single_tier() {
-            let _ = write!(s, r#"<text class="tier" x="{:.1}" y="{:.1}">{}</text>"#, cx + 6.0, cy - 6.0, escape(tier));
+            let _ = write!(
+                s,
+                r#"<text class="tier" x="{:.1}" y="{:.1}">{}</text>"#,
+                cx + 6.0,
+                cy - 6.0,
+                escape(tier)
+            );
         }
     }
     if let Some(p) = chosen.and_then(|i| points.get(i)) {
         let (cx, cy) = (xs.x(p.cost_per_1k), y(p.quality.mean));
-        let _ = write!(s, r#"<circle class="chosen" cx="{cx:.1}" cy="{cy:.1}" r="9"><title>chosen: {}</title></circle>"#, escape(&p.label));
+        let _ = write!(
+            s,
+            r#"<circle class="chosen" cx="{cx:.1}" cy="{cy:.1}" r="9"><title>chosen: {}</title></circle>"#,
+            escape(&p.label)
+        );
     }
     s += "</svg>";
     s
@@ -169,7 +257,11 @@ mod tests {
         assert_eq!(log.ticks().first().unwrap().1, "0");
         let labels: Vec<String> = log.ticks().into_iter().map(|t| t.1).collect();
         assert_eq!(labels, ["0", "$0.01", "$0.1", "$1", "$10"]);
-        assert_eq!(CostAxis::new(&[0.001, 10.0]).hi, 1.0, "an exact power of ten is not rounded up");
+        assert_eq!(
+            CostAxis::new(&[0.001, 10.0]).hi,
+            1.0,
+            "an exact power of ten is not rounded up"
+        );
         let lin: Vec<String> = CostAxis::new(&[0.3, 0.9]).ticks().into_iter().map(|t| t.1).collect();
         assert_eq!(lin, ["$0.0", "$0.2", "$0.4", "$0.6", "$0.8", "$1.0"]);
     }

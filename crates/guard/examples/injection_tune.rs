@@ -16,8 +16,7 @@ fn model_dir() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("HOME") {
         c.push(PathBuf::from(h).join(".cache/rightsize/models/minilm-l6"));
     }
-    c.into_iter()
-        .find(|d| d.join("model.safetensors").is_file())
+    c.into_iter().find(|d| d.join("model.safetensors").is_file())
 }
 
 fn prf(head: &Head, x: &[Vec<f32>], y: &[usize], inj: usize) -> (f64, f64) {
@@ -42,12 +41,7 @@ fn main() {
     let data = load_dataset().expect("dataset");
     let cache = std::env::var_os("GUARD_EMB_CACHE").map(PathBuf::from);
     let emb: Vec<Vec<f32>> = match cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-        Some(bytes)
-            if serde_json::from_slice::<Vec<Vec<f32>>>(&bytes)
-                .map(|v| v.len())
-                .ok()
-                == Some(data.len()) =>
-        {
+        Some(bytes) if serde_json::from_slice::<Vec<Vec<f32>>>(&bytes).map(|v| v.len()).ok() == Some(data.len()) => {
             serde_json::from_slice(&bytes).expect("cache")
         }
         _ => {
@@ -62,16 +56,9 @@ fn main() {
     };
     let labels = vec!["benign".to_string(), "injection".to_string()];
     let inj = 1;
-    let y: Vec<usize> = data
-        .iter()
-        .map(|e| usize::from(e.label == Label::Injection))
-        .collect();
-    let train: Vec<usize> = (0..data.len())
-        .filter(|&i| data[i].split == Split::Train)
-        .collect();
-    let test: Vec<usize> = (0..data.len())
-        .filter(|&i| data[i].split == Split::Test)
-        .collect();
+    let y: Vec<usize> = data.iter().map(|e| usize::from(e.label == Label::Injection)).collect();
+    let train: Vec<usize> = (0..data.len()).filter(|&i| data[i].split == Split::Train).collect();
+    let test: Vec<usize> = (0..data.len()).filter(|&i| data[i].split == Split::Test).collect();
     let pick = |idx: &[usize], scale: f32| -> (Vec<Vec<f32>>, Vec<usize>) {
         let x = idx
             .iter()
@@ -88,17 +75,9 @@ fn main() {
     let mut best: Option<(f64, TrainConfig, f32)> = None;
     let quick = std::env::var_os("GUARD_TUNE_QUICK").is_some();
     if quick {
-        best = Some((
-            f64::NAN,
-            guard::default_train_config(),
-            guard::FEATURE_SCALE,
-        ));
+        best = Some((f64::NAN, guard::default_train_config(), guard::FEATURE_SCALE));
     }
-    for scale in if quick {
-        vec![]
-    } else {
-        vec![0.0f32, 0.25, 0.5, 1.0]
-    } {
+    for scale in if quick { vec![] } else { vec![0.0f32, 0.25, 0.5, 1.0] } {
         for hidden in [None, Some(64)] {
             for (epochs, lr) in [(400, 1e-2), (800, 3e-3)] {
                 for wd in [1e-1] {
@@ -127,8 +106,7 @@ fn main() {
                             .collect();
                         let (xt, yt) = pick(&tr, scale);
                         let (xv, yv) = pick(&va, scale);
-                        let head =
-                            Head::train(&xt, &yt, labels.clone(), cfg.clone()).expect("train");
+                        let head = Head::train(&xt, &yt, labels.clone(), cfg.clone()).expect("train");
                         let (p, r) = prf(&head, &xv, &yv, inj);
                         ps += p / 5.0;
                         rs += r / 5.0;
@@ -147,9 +125,7 @@ fn main() {
     let (xs, ys) = pick(&test, scale);
     let head = Head::train(&xt, &yt, labels, cfg.clone()).expect("train");
     let (p, r) = prf(&head, &xs, &ys, inj);
-    println!(
-        "chosen scale {scale} {cfg:?} (cv f1 {f1:.3}) -> held-out precision {p:.3} recall {r:.3}"
-    );
+    println!("chosen scale {scale} {cfg:?} (cv f1 {f1:.3}) -> held-out precision {p:.3} recall {r:.3}");
     if std::env::var_os("SHOW_MISSES").is_some() {
         let probs = head.predict_proba(&xs).expect("predict");
         for (k, &i) in test.iter().enumerate() {

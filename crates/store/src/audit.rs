@@ -141,7 +141,10 @@ impl VerifyReport {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// `sha256:<hex>` of a text, for policies that keep hashes instead of (redacted) text.
@@ -187,10 +190,24 @@ struct Canonical<'a> {
 pub fn canonical_json(seq: i64, r: &AuditRecord) -> String {
     let z = |x: f64| if x == 0.0 { 0.0 } else { x };
     let c = Canonical {
-        seq, ts_ms: r.ts_ms, kind: &r.kind, request_id: &r.request_id, key_id: &r.key_id, task: &r.task,
-        task_version: r.task_version, model: &r.model, model_hash: &r.model_hash, tier_path: &r.tier_path,
-        guard: sorted(&r.guard), input: &r.input, output: &r.output, tokens_in: r.tokens_in,
-        tokens_out: r.tokens_out, latency_ms: z(r.latency_ms), cost_usd: z(r.cost_usd), status: &r.status,
+        seq,
+        ts_ms: r.ts_ms,
+        kind: &r.kind,
+        request_id: &r.request_id,
+        key_id: &r.key_id,
+        task: &r.task,
+        task_version: r.task_version,
+        model: &r.model,
+        model_hash: &r.model_hash,
+        tier_path: &r.tier_path,
+        guard: sorted(&r.guard),
+        input: &r.input,
+        output: &r.output,
+        tokens_in: r.tokens_in,
+        tokens_out: r.tokens_out,
+        latency_ms: z(r.latency_ms),
+        cost_usd: z(r.cost_usd),
+        status: &r.status,
     };
     serde_json::to_string(&c).expect("serialising plain data cannot fail")
 }
@@ -207,12 +224,18 @@ pub fn chain_hash(prev_hash: &str, seq: i64, r: &AuditRecord) -> String {
 /// The record as it will be stored: checked, -0.0 → 0.0, NUL → U+FFFD.
 fn storable(r: &AuditRecord) -> Result<Cow<'_, AuditRecord>, StoreError> {
     if r.kind.is_empty() || r.request_id.is_empty() {
-        return Err(StoreError::Invalid("an audit record needs a kind and a request id".into()));
+        return Err(StoreError::Invalid(
+            "an audit record needs a kind and a request id".into(),
+        ));
     }
     if !r.latency_ms.is_finite() || !r.cost_usd.is_finite() {
-        return Err(StoreError::Invalid("audit latency and cost must be finite numbers".into()));
+        return Err(StoreError::Invalid(
+            "audit latency and cost must be finite numbers".into(),
+        ));
     }
-    let texts = [&r.kind, &r.request_id, &r.input, &r.output, &r.status].into_iter().chain(r.tier_path.iter());
+    let texts = [&r.kind, &r.request_id, &r.input, &r.output, &r.status]
+        .into_iter()
+        .chain(r.tier_path.iter());
     let opts = [&r.key_id, &r.task, &r.model, &r.model_hash].into_iter().flatten();
     let neg_zero = |x: f64| x == 0.0 && x.is_sign_negative();
     if !texts.chain(opts).any(|s| s.contains('\0')) && !neg_zero(r.latency_ms) && !neg_zero(r.cost_usd) {
@@ -222,10 +245,20 @@ fn storable(r: &AuditRecord) -> Result<Cow<'_, AuditRecord>, StoreError> {
     let fix_opt = |s: &Option<String>| s.as_ref().map(fix);
     let z = |x: f64| if x == 0.0 { 0.0 } else { x };
     Ok(Cow::Owned(AuditRecord {
-        kind: fix(&r.kind), request_id: fix(&r.request_id), key_id: fix_opt(&r.key_id), task: fix_opt(&r.task),
-        model: fix_opt(&r.model), model_hash: fix_opt(&r.model_hash), tier_path: r.tier_path.iter().map(fix).collect(),
-        input: fix(&r.input), output: fix(&r.output), status: fix(&r.status),
-        latency_ms: z(r.latency_ms), cost_usd: z(r.cost_usd), guard: r.guard.clone(), ..*r
+        kind: fix(&r.kind),
+        request_id: fix(&r.request_id),
+        key_id: fix_opt(&r.key_id),
+        task: fix_opt(&r.task),
+        model: fix_opt(&r.model),
+        model_hash: fix_opt(&r.model_hash),
+        tier_path: r.tier_path.iter().map(fix).collect(),
+        input: fix(&r.input),
+        output: fix(&r.output),
+        status: fix(&r.status),
+        latency_ms: z(r.latency_ms),
+        cost_usd: z(r.cost_usd),
+        guard: r.guard.clone(),
+        ..*r
     }))
 }
 
@@ -238,7 +271,9 @@ struct Head {
 }
 
 async fn read_head<'e, E: sqlx::Executor<'e, Database = Any>>(e: E) -> Result<Head, StoreError> {
-    let r = sqlx::query("SELECT last_seq, last_hash, records, anchor_seq, anchor_hash FROM audit_head WHERE id = 1").fetch_one(e).await?;
+    let r = sqlx::query("SELECT last_seq, last_hash, records, anchor_seq, anchor_hash FROM audit_head WHERE id = 1")
+        .fetch_one(e)
+        .await?;
     Ok(Head {
         last_seq: r.try_get("last_seq")?,
         last_hash: r.try_get("last_hash")?,
@@ -253,15 +288,31 @@ fn row_to_line(r: &AnyRow) -> Result<AuditLine, StoreError> {
         let s: String = r.try_get(col)?;
         serde_json::from_str(&s).map_err(|e| StoreError::Invalid(format!("audit column {col} is not JSON: {e}")))
     };
-    let tier_path = serde_json::from_value(json("tier_path")?).map_err(|e| StoreError::Invalid(format!("audit tier_path: {e}")))?;
+    let tier_path =
+        serde_json::from_value(json("tier_path")?).map_err(|e| StoreError::Invalid(format!("audit tier_path: {e}")))?;
     Ok(AuditLine {
-        entry: AuditEntry { seq: r.try_get("seq")?, prev_hash: r.try_get("prev_hash")?, hash: r.try_get("hash")? },
+        entry: AuditEntry {
+            seq: r.try_get("seq")?,
+            prev_hash: r.try_get("prev_hash")?,
+            hash: r.try_get("hash")?,
+        },
         record: AuditRecord {
-            ts_ms: r.try_get("ts_ms")?, kind: r.try_get("kind")?, request_id: r.try_get("request_id")?,
-            key_id: r.try_get("key_id")?, task: r.try_get("task")?, task_version: r.try_get("task_version")?,
-            model: r.try_get("model")?, model_hash: r.try_get("model_hash")?, tier_path, guard: json("guard")?,
-            input: r.try_get("input")?, output: r.try_get("output")?, tokens_in: r.try_get("tokens_in")?,
-            tokens_out: r.try_get("tokens_out")?, latency_ms: r.try_get("latency_ms")?, cost_usd: r.try_get("cost_usd")?,
+            ts_ms: r.try_get("ts_ms")?,
+            kind: r.try_get("kind")?,
+            request_id: r.try_get("request_id")?,
+            key_id: r.try_get("key_id")?,
+            task: r.try_get("task")?,
+            task_version: r.try_get("task_version")?,
+            model: r.try_get("model")?,
+            model_hash: r.try_get("model_hash")?,
+            tier_path,
+            guard: json("guard")?,
+            input: r.try_get("input")?,
+            output: r.try_get("output")?,
+            tokens_in: r.try_get("tokens_in")?,
+            tokens_out: r.try_get("tokens_out")?,
+            latency_ms: r.try_get("latency_ms")?,
+            cost_usd: r.try_get("cost_usd")?,
             status: r.try_get("status")?,
         },
     })
@@ -273,10 +324,14 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         if self.is_postgres() {
             // Transaction-scoped: released by commit or rollback, even if this task is dropped.
-            sqlx::query("SELECT pg_advisory_xact_lock(7596553827186419321)").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7596553827186419321)")
+                .execute(&mut *tx)
+                .await?;
         }
         // Write before reading: SQLite takes its write lock here (waiting out other writers).
-        sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1").execute(&mut *tx).await?;
+        sqlx::query("UPDATE audit_head SET last_seq = last_seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         Ok(tx)
     }
 
@@ -294,15 +349,34 @@ impl Store {
              model_hash, tier_path, guard, input, output, tokens_in, tokens_out, latency_ms, cost_usd, status)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
-        .bind(seq).bind(&head.last_hash).bind(&hash).bind(rec.ts_ms).bind(&rec.kind).bind(&rec.request_id)
-        .bind(rec.key_id.as_deref()).bind(rec.task.as_deref()).bind(rec.task_version).bind(rec.model.as_deref())
-        .bind(rec.model_hash.as_deref()).bind(tier).bind(guard).bind(&rec.input).bind(&rec.output)
-        .bind(rec.tokens_in).bind(rec.tokens_out).bind(rec.latency_ms).bind(rec.cost_usd).bind(&rec.status)
+        .bind(seq)
+        .bind(&head.last_hash)
+        .bind(&hash)
+        .bind(rec.ts_ms)
+        .bind(&rec.kind)
+        .bind(&rec.request_id)
+        .bind(rec.key_id.as_deref())
+        .bind(rec.task.as_deref())
+        .bind(rec.task_version)
+        .bind(rec.model.as_deref())
+        .bind(rec.model_hash.as_deref())
+        .bind(tier)
+        .bind(guard)
+        .bind(&rec.input)
+        .bind(&rec.output)
+        .bind(rec.tokens_in)
+        .bind(rec.tokens_out)
+        .bind(rec.latency_ms)
+        .bind(rec.cost_usd)
+        .bind(&rec.status)
         .execute(&mut *tx)
         .await
         .map_err(|e| match e {
             // The seq after the head is taken: a row was inserted past the head from outside.
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AuditBeyondHead { seq, head: head.last_seq },
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AuditBeyondHead {
+                seq,
+                head: head.last_seq,
+            },
             e => e.into(),
         })?;
         sqlx::query("UPDATE audit_head SET last_seq = $1, last_hash = $2, records = records + 1 WHERE id = 1")
@@ -311,7 +385,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(AuditEntry { seq, prev_hash: head.last_hash, hash })
+        Ok(AuditEntry {
+            seq,
+            prev_hash: head.last_hash,
+            hash,
+        })
     }
 
     /// Up to `limit` records with `after < seq <= upto` and `ts_ms >= since_ms`, in seq order.
@@ -321,7 +399,10 @@ impl Store {
              tier_path, guard, input, output, tokens_in, tokens_out, latency_ms, cost_usd, status
              FROM audit_log WHERE seq > $1 AND seq <= $2 AND ts_ms >= $3 ORDER BY seq LIMIT $4",
         )
-        .bind(after).bind(upto).bind(since_ms).bind(limit)
+        .bind(after)
+        .bind(upto)
+        .bind(since_ms)
+        .bind(limit)
         .fetch_all(self.pool())
         .await?)
     }
@@ -331,10 +412,19 @@ impl Store {
     /// or beyond the head. Do not prune while verifying: that reads as a gap.
     pub async fn audit_verify(&self) -> Result<VerifyReport, StoreError> {
         let head = read_head(self.pool()).await?;
-        let mut rep = VerifyReport { records: 0, anchor_seq: head.anchor_seq, head_seq: head.last_seq, head_hash: head.last_hash.clone(), first_bad: None };
+        let mut rep = VerifyReport {
+            records: 0,
+            anchor_seq: head.anchor_seq,
+            head_seq: head.last_seq,
+            head_hash: head.last_hash.clone(),
+            first_bad: None,
+        };
         let (mut next, mut prev) = (head.anchor_seq + 1, head.anchor_hash.clone());
         let bad = |mut rep: VerifyReport, seq: i64, reason: &str| {
-            rep.first_bad = Some(BadRecord { seq, reason: reason.into() });
+            rep.first_bad = Some(BadRecord {
+                seq,
+                reason: reason.into(),
+            });
             Ok(rep)
         };
         loop {
@@ -348,7 +438,9 @@ impl Store {
                     return bad(rep, next, SEQ_GAP);
                 }
                 // A row that no longer decodes (a column rewritten with another type) was changed.
-                let Ok(line) = row_to_line(r) else { return bad(rep, seq, HASH_MISMATCH) };
+                let Ok(line) = row_to_line(r) else {
+                    return bad(rep, seq, HASH_MISMATCH);
+                };
                 if line.entry.prev_hash != prev {
                     return bad(rep, seq, PREV_MISMATCH);
                 }
@@ -360,16 +452,25 @@ impl Store {
             }
         }
         if next - 1 != head.last_seq || prev != head.last_hash || rep.records as i64 != head.records {
-            return bad(rep, if next - 1 != head.last_seq { next } else { head.last_seq }, HEAD_MISMATCH);
+            return bad(
+                rep,
+                if next - 1 != head.last_seq { next } else { head.last_seq },
+                HEAD_MISMATCH,
+            );
         }
         // Rows outside (anchor, head] are not part of the chain: nothing rightsize writes puts
         // them there (an append past the head would collide with them). Each check reads the
         // head in the same statement, so appends and prunes meanwhile do not count.
         let outside = |sql: &'static str| sqlx::query_scalar::<_, Option<i64>>(sql).fetch_one(self.pool());
-        if let Some(seq) = outside("SELECT MAX(seq) FROM audit_log WHERE seq <= (SELECT anchor_seq FROM audit_head WHERE id = 1)").await? {
+        if let Some(seq) =
+            outside("SELECT MAX(seq) FROM audit_log WHERE seq <= (SELECT anchor_seq FROM audit_head WHERE id = 1)")
+                .await?
+        {
             return bad(rep, seq, BEFORE_ANCHOR);
         }
-        if let Some(seq) = outside("SELECT MIN(seq) FROM audit_log WHERE seq > (SELECT last_seq FROM audit_head WHERE id = 1)").await? {
+        if let Some(seq) =
+            outside("SELECT MIN(seq) FROM audit_log WHERE seq > (SELECT last_seq FROM audit_head WHERE id = 1)").await?
+        {
             return bad(rep, seq, BEYOND_HEAD);
         }
         Ok(rep)
@@ -382,7 +483,9 @@ impl Store {
         let head = read_head(self.pool()).await?;
         let (mut after, mut n) = (head.anchor_seq, 0u64);
         loop {
-            let rows = self.audit_page(after, head.last_seq, since_ms.unwrap_or(i64::MIN), PAGE).await?;
+            let rows = self
+                .audit_page(after, head.last_seq, since_ms.unwrap_or(i64::MIN), PAGE)
+                .await?;
             let Some(last) = rows.last() else { break };
             after = last.try_get("seq")?;
             for r in &rows {
@@ -402,16 +505,25 @@ impl Store {
     pub async fn audit_prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.lock_audit_chain().await?;
         let head = read_head(&mut *tx).await?;
-        let first_kept: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE ts_ms >= $1").bind(older_than_ms).fetch_one(&mut *tx).await?;
+        let first_kept: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE ts_ms >= $1")
+            .bind(older_than_ms)
+            .fetch_one(&mut *tx)
+            .await?;
         let through = first_kept.map_or(head.last_seq, |s| s - 1);
         if through <= head.anchor_seq {
             return Ok(0);
         }
-        let hash: Option<String> =
-            sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1").bind(through).fetch_optional(&mut *tx).await?;
-        let hash = hash.ok_or_else(|| StoreError::Invalid(format!("audit record {through} is missing: run `audit verify`")))?;
-        let n = sqlx::query("DELETE FROM audit_log WHERE seq <= $1").bind(through).execute(&mut *tx).await?.rows_affected();
+        let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+            .bind(through)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let hash =
+            hash.ok_or_else(|| StoreError::Invalid(format!("audit record {through} is missing: run `audit verify`")))?;
+        let n = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         sqlx::query("UPDATE audit_head SET anchor_seq = $1, anchor_hash = $2, records = records - $3 WHERE id = 1")
             .bind(through)
             .bind(hash)

@@ -94,17 +94,23 @@ impl Store {
     /// Eval runs of a task (or every task), newest first, at most `limit`, without their
     /// reports (see [`Store::eval_run`]).
     pub async fn eval_runs(&self, task: Option<&str>, limit: i64) -> Result<Vec<EvalRunRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM eval_runs WHERE ($1 = '' OR task = $1) ORDER BY ts_ms DESC, id DESC LIMIT $2"))
-            .bind(task.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM eval_runs WHERE ($1 = '' OR task = $1) ORDER BY ts_ms DESC, id DESC LIMIT $2"
+        ))
+        .bind(task.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(|r| row(r, serde_json::Value::Null)).collect()
     }
 
     /// One eval run with its report.
     pub async fn eval_run(&self, id: &str) -> Result<Option<EvalRunRecord>, StoreError> {
-        let Some(r) = sqlx::query(&format!("SELECT {COLUMNS}, report FROM eval_runs WHERE id = $1")).bind(id).fetch_optional(self.pool()).await? else {
+        let Some(r) = sqlx::query(&format!("SELECT {COLUMNS}, report FROM eval_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
             return Ok(None);
         };
         let report = from_json(&r.try_get::<String, _>("report")?)?;

@@ -57,20 +57,28 @@ impl KeyLimits {
     /// Limits must be at least 1 (rpm, tpm) or a positive finite amount (USD).
     pub fn check(&self) -> Result<(), StoreError> {
         if self.rpm.is_some_and(|n| n < 1) || self.tpm.is_some_and(|n| n < 1) {
-            return Err(StoreError::Invalid("requests and tokens per minute must be at least 1".into()));
+            return Err(StoreError::Invalid(
+                "requests and tokens per minute must be at least 1".into(),
+            ));
         }
         if self.daily_usd.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
-            return Err(StoreError::Invalid("the daily cost limit must be a positive number of USD".into()));
+            return Err(StoreError::Invalid(
+                "the daily cost limit must be a positive number of USD".into(),
+            ));
         }
         Ok(())
     }
 }
 
 /// The quota columns (schema migration 2).
-pub(crate) const LIMIT_COLUMNS: &[(&str, &str, &str)] =
-    &[("api_keys", "limit_rpm", "BIGINT"), ("api_keys", "limit_tpm", "BIGINT"), ("api_keys", "limit_daily_usd", "DOUBLE PRECISION")];
+pub(crate) const LIMIT_COLUMNS: &[(&str, &str, &str)] = &[
+    ("api_keys", "limit_rpm", "BIGINT"),
+    ("api_keys", "limit_tpm", "BIGINT"),
+    ("api_keys", "limit_daily_usd", "DOUBLE PRECISION"),
+];
 
-const KEY_COLUMNS: &str = "id, name, prefix, scopes, priority, created_at, revoked_at, guard, limit_rpm, limit_tpm, limit_daily_usd";
+const KEY_COLUMNS: &str =
+    "id, name, prefix, scopes, priority, created_at, revoked_at, guard, limit_rpm, limit_tpm, limit_daily_usd";
 
 /// Schema migration 1: at most one active (not revoked) key per name, enforced by a unique
 /// partial index so that two concurrent `create_key`s cannot both win. Stores made before it
@@ -87,9 +95,15 @@ pub(crate) async fn unique_active_names(tx: &mut Transaction<'static, Any>) -> R
         let (id, name): (String, String) = (r.try_get("id")?, r.try_get("name")?);
         let renamed = format!("{name}-{id}");
         tracing::warn!(key = %id, from = %name, to = %renamed, "two active API keys shared a name: renamed the newer one");
-        sqlx::query("UPDATE api_keys SET name = $1 WHERE id = $2").bind(&renamed).bind(&id).execute(&mut **tx).await?;
+        sqlx::query("UPDATE api_keys SET name = $1 WHERE id = $2")
+            .bind(&renamed)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
     }
-    sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL").execute(&mut **tx).await?;
+    sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL")
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -130,7 +144,11 @@ fn row_to_key(r: &sqlx::any::AnyRow) -> Result<ApiKey, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
         guard: r.try_get("guard")?,
-        limits: KeyLimits { rpm: r.try_get("limit_rpm")?, tpm: r.try_get("limit_tpm")?, daily_usd: r.try_get("limit_daily_usd")? },
+        limits: KeyLimits {
+            rpm: r.try_get("limit_rpm")?,
+            tpm: r.try_get("limit_tpm")?,
+            daily_usd: r.try_get("limit_daily_usd")?,
+        },
     })
 }
 
@@ -141,7 +159,9 @@ impl Store {
             return Err(StoreError::Invalid("a key needs at least one scope".into()));
         }
         if !matches!(priority, "interactive" | "batch") {
-            return Err(StoreError::Invalid(format!("priority `{priority}` is not interactive or batch")));
+            return Err(StoreError::Invalid(format!(
+                "priority `{priority}` is not interactive or batch"
+            )));
         }
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
@@ -159,7 +179,11 @@ impl Store {
             guard: None,
             limits: KeyLimits::default(),
         };
-        let scopes_s = scopes.iter().map(|s| if *s == KeyScope::Admin { "admin" } else { "inference" }).collect::<Vec<_>>().join(",");
+        let scopes_s = scopes
+            .iter()
+            .map(|s| if *s == KeyScope::Admin { "admin" } else { "inference" })
+            .collect::<Vec<_>>()
+            .join(",");
         sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, scopes, priority, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&key.id)
             .bind(&key.name)
@@ -188,8 +212,14 @@ impl Store {
     /// Revoke by id or name.
     pub async fn revoke_key(&self, id_or_name: &str) -> Result<ApiKey, StoreError> {
         // Names are reused once a key is revoked: pick the active one, then revoke it by id.
-        let active = self.list_keys().await?.into_iter().find(|k| (k.id == id_or_name || k.name == id_or_name) && k.revoked_at.is_none());
-        let Some(mut key) = active else { return Err(StoreError::NoSuchKey(id_or_name.to_owned())) };
+        let active = self
+            .list_keys()
+            .await?
+            .into_iter()
+            .find(|k| (k.id == id_or_name || k.name == id_or_name) && k.revoked_at.is_none());
+        let Some(mut key) = active else {
+            return Err(StoreError::NoSuchKey(id_or_name.to_owned()));
+        };
         let at = now_secs();
         let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)
@@ -241,10 +271,15 @@ impl Store {
 
     /// Active keys by secret hash (the server keeps these in memory and refreshes them).
     pub async fn active_keys(&self) -> Result<Vec<(String, ApiKey)>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT hash, {KEY_COLUMNS} FROM api_keys WHERE revoked_at IS NULL"))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        let rows = sqlx::query(&format!(
+            "SELECT hash, {KEY_COLUMNS} FROM api_keys WHERE revoked_at IS NULL"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Every key, revoked ones too, by secret hash: the server's key cache must know revoked
@@ -253,13 +288,21 @@ impl Store {
         let rows = sqlx::query(&format!("SELECT hash, {KEY_COLUMNS} FROM api_keys"))
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?))).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("hash")?, row_to_key(r)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// The active key for a presented secret.
     pub async fn verify_key(&self, secret: &str) -> Result<Option<ApiKey>, StoreError> {
         let h = hash_secret(secret);
-        Ok(self.active_keys().await?.into_iter().find(|(hash, _)| *hash == h).map(|(_, k)| k))
+        Ok(self
+            .active_keys()
+            .await?
+            .into_iter()
+            .find(|(hash, _)| *hash == h)
+            .map(|(_, k)| k))
     }
 }
 
@@ -269,7 +312,9 @@ mod tests {
 
     async fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("sub/rs.db").to_str().unwrap()).await.unwrap();
+        let s = Store::open(dir.path().join("sub/rs.db").to_str().unwrap())
+            .await
+            .unwrap();
         (s, dir)
     }
 
@@ -292,14 +337,21 @@ mod tests {
     #[tokio::test]
     async fn revoked_keys_stop_verifying() {
         let (s, _d) = temp_store().await;
-        let a = s.create_key("a", &[KeyScope::Inference, KeyScope::Admin], "interactive").await.unwrap();
+        let a = s
+            .create_key("a", &[KeyScope::Inference, KeyScope::Admin], "interactive")
+            .await
+            .unwrap();
         let b = s.create_key("b", &[KeyScope::Inference], "interactive").await.unwrap();
         let revoked = s.revoke_key("a").await.unwrap();
         assert!(revoked.revoked_at.is_some());
         let all = s.keys_by_hash().await.unwrap();
         assert_eq!(all.len(), 2);
-        assert!(all.iter().any(|(h, k)| *h == hash_secret(&a.secret) && k.revoked_at.is_some()));
-        assert!(all.iter().any(|(h, k)| *h == hash_secret(&b.secret) && k.revoked_at.is_none()));
+        assert!(all
+            .iter()
+            .any(|(h, k)| *h == hash_secret(&a.secret) && k.revoked_at.is_some()));
+        assert!(all
+            .iter()
+            .any(|(h, k)| *h == hash_secret(&b.secret) && k.revoked_at.is_none()));
         assert!(s.verify_key(&a.secret).await.unwrap().is_none());
         assert!(s.verify_key(&b.secret).await.unwrap().is_some());
         assert!(matches!(s.revoke_key("a").await, Err(StoreError::NoSuchKey(_))));
@@ -308,15 +360,27 @@ mod tests {
         assert!(all.iter().find(|k| k.name == "a").unwrap().has(KeyScope::Admin));
         assert!(!all.iter().find(|k| k.name == "b").unwrap().has(KeyScope::Admin));
         s.set_key_guard("b", Some("{\"pii\":\"redact\"}")).await.unwrap();
-        assert_eq!(s.verify_key(&b.secret).await.unwrap().unwrap().guard.as_deref(), Some("{\"pii\":\"redact\"}"));
-        assert!(matches!(s.set_key_guard("a", None).await, Err(StoreError::NoSuchKey(_))), "revoked keys cannot be changed");
+        assert_eq!(
+            s.verify_key(&b.secret).await.unwrap().unwrap().guard.as_deref(),
+            Some("{\"pii\":\"redact\"}")
+        );
+        assert!(
+            matches!(s.set_key_guard("a", None).await, Err(StoreError::NoSuchKey(_))),
+            "revoked keys cannot be changed"
+        );
     }
 
     #[tokio::test]
     async fn bad_input_is_refused() {
         let (s, _d) = temp_store().await;
-        assert!(matches!(s.create_key("x", &[], "interactive").await, Err(StoreError::Invalid(_))));
-        assert!(matches!(s.create_key("x", &[KeyScope::Admin], "urgent").await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.create_key("x", &[], "interactive").await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.create_key("x", &[KeyScope::Admin], "urgent").await,
+            Err(StoreError::Invalid(_))
+        ));
         assert!(Store::open("/proc/nope/rs.db").await.is_err());
     }
 }

@@ -12,11 +12,14 @@ mod quota;
 mod runs;
 mod shadow;
 
-pub use audit::{canonical_json, chain_hash, content_hash, now_ms, AuditEntry, AuditLine, AuditRecord, BadRecord, VerifyReport, GENESIS_HASH};
+pub use audit::{
+    canonical_json, chain_hash, content_hash, now_ms, AuditEntry, AuditLine, AuditRecord, BadRecord, VerifyReport,
+    GENESIS_HASH,
+};
+pub use evals::EvalRunRecord;
 pub use keys::{hash_secret, ApiKey, KeyLimits, KeyScope, NewKey};
 pub use quota::{Admission, Usage};
 pub use runs::{day_of, DayStats, RunRecord};
-pub use evals::EvalRunRecord;
 pub use shadow::{DriftRule, DriftSummary, ReevalRecord, ShadowDay, ShadowRecord};
 
 use sqlx::any::AnyPoolOptions;
@@ -54,8 +57,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS api_keys (
+const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         prefix TEXT NOT NULL,
@@ -64,8 +66,7 @@ const SCHEMA: &[&str] = &[
         priority TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         revoked_at BIGINT
-    )",
-];
+    )"];
 
 impl Store {
     /// Open (and create/migrate) the store. `target` is a `postgres://` URL, a `sqlite:` URL,
@@ -73,11 +74,17 @@ impl Store {
     /// the schema is created and upgraded under a lock (see [`migrate`]).
     pub async fn open(target: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let url = if target.starts_with("postgres://") || target.starts_with("postgresql://") || target.starts_with("sqlite:") {
+        let url = if target.starts_with("postgres://")
+            || target.starts_with("postgresql://")
+            || target.starts_with("sqlite:")
+        {
             target.to_owned()
         } else {
             if let Some(dir) = Path::new(target).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { url: target.into(), source: sqlx::Error::Io(e) })?;
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                    url: target.into(),
+                    source: sqlx::Error::Io(e),
+                })?;
             }
             format!("sqlite://{target}?mode=rwc")
         };
@@ -85,7 +92,10 @@ impl Store {
             .max_connections(if url.starts_with("sqlite") { 1 } else { 8 })
             .connect(&url)
             .await
-            .map_err(|source| StoreError::Open { url: target.into(), source })?;
+            .map_err(|source| StoreError::Open {
+                url: target.into(),
+                source,
+            })?;
         let postgres = url.starts_with("postgres");
         if !postgres {
             // Switching to WAL needs an exclusive lock that SQLite's busy timeout does not wait
@@ -119,32 +129,54 @@ const SCHEMA_LOCK: i64 = 7_596_553_827_186_419_322;
 /// stores made by releases before `schema_version` already have, so those open and upgrade),
 /// then the versioned [`MIGRATIONS`] above the number recorded in `schema_version`, each once.
 async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), StoreError> {
-    let mut tx = if postgres { pool.begin().await? } else { pool.begin_with("BEGIN IMMEDIATE").await? };
+    let mut tx = if postgres {
+        pool.begin().await?
+    } else {
+        pool.begin_with("BEGIN IMMEDIATE").await?
+    };
     if postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *tx)
+            .await?;
     }
     for stmt in SCHEMA.iter().chain(runs::RUNS_SCHEMA) {
         sqlx::query(stmt).execute(&mut *tx).await?;
     }
-    for stmt in audit::AUDIT_SCHEMA.iter().chain(shadow::SHADOW_SCHEMA).chain(evals::EVALS_SCHEMA) {
+    for stmt in audit::AUDIT_SCHEMA
+        .iter()
+        .chain(shadow::SHADOW_SCHEMA)
+        .chain(evals::EVALS_SCHEMA)
+    {
         sqlx::query(stmt).execute(&mut *tx).await?;
     }
     for (table, column, ty) in runs::RUNS_COLUMNS {
         add_column(&mut tx, postgres, table, column, ty).await?;
     }
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)").execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO schema_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING").execute(&mut *tx).await?;
-    let at: i64 = sqlx::query_scalar("SELECT version FROM schema_version WHERE id = 1").fetch_one(&mut *tx).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO schema_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+        .execute(&mut *tx)
+        .await?;
+    let at: i64 = sqlx::query_scalar("SELECT version FROM schema_version WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
     let latest = MIGRATIONS.len() as i64;
     if at > latest {
-        return Err(StoreError::Invalid(format!("the store's schema is version {at}, newer than this release knows ({latest}): upgrade rightsize")));
+        return Err(StoreError::Invalid(format!(
+            "the store's schema is version {at}, newer than this release knows ({latest}): upgrade rightsize"
+        )));
     }
     for (n, step) in MIGRATIONS.iter().enumerate().skip(at as usize) {
         tracing::info!(version = n + 1, "store: applying schema migration");
         step.apply(&mut tx, postgres).await?;
     }
     if at < latest {
-        sqlx::query("UPDATE schema_version SET version = $1 WHERE id = 1").bind(latest).execute(&mut *tx).await?;
+        sqlx::query("UPDATE schema_version SET version = $1 WHERE id = 1")
+            .bind(latest)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -197,7 +229,9 @@ where
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         match f().await.map_err(Into::into) {
-            Err(StoreError::Query(sqlx::Error::Database(e))) if is_busy(e.as_ref()) && std::time::Instant::now() < deadline => {
+            Err(StoreError::Query(sqlx::Error::Database(e)))
+                if is_busy(e.as_ref()) && std::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(20 + rand::random::<u64>() % 80)).await;
             }
             r => return r,
@@ -212,18 +246,35 @@ fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// `ALTER TABLE .. ADD COLUMN` when the column is missing (stores made by older releases).
-async fn add_column(tx: &mut Transaction<'static, Any>, postgres: bool, table: &str, column: &str, ty: &str) -> Result<(), StoreError> {
+async fn add_column(
+    tx: &mut Transaction<'static, Any>,
+    postgres: bool,
+    table: &str,
+    column: &str,
+    ty: &str,
+) -> Result<(), StoreError> {
     if postgres {
-        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ty}")).execute(&mut **tx).await?;
+        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {ty}"))
+            .execute(&mut **tx)
+            .await?;
         return Ok(());
     }
-    let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2").bind(table).bind(column).fetch_one(&mut **tx).await?;
+    let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2")
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut **tx)
+        .await?;
     if have == 0 {
-        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")).execute(&mut **tx).await?;
+        sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
 pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

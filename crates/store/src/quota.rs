@@ -27,7 +27,10 @@ const DAY: i64 = 86_400;
 pub enum Admission {
     Admitted,
     /// Over `limit` (e.g. `requests per minute`) until its window ends, `retry_after_s` from now.
-    Refused { limit: &'static str, retry_after_s: u64 },
+    Refused {
+        limit: &'static str,
+        retry_after_s: u64,
+    },
 }
 
 /// A key's use in the current windows.
@@ -79,10 +82,16 @@ impl Store {
         if limits.tpm.is_some() || limits.daily_usd.is_some() {
             let used = self.quota_usage(key_id, now_s).await?;
             if limits.tpm.is_some_and(|n| used.tokens_minute >= n) {
-                return Ok(Admission::Refused { limit: "tokens per minute", retry_after_s: to_minute_end });
+                return Ok(Admission::Refused {
+                    limit: "tokens per minute",
+                    retry_after_s: to_minute_end,
+                });
             }
             if limits.daily_usd.is_some_and(|x| used.cost_day_usd >= x) {
-                return Ok(Admission::Refused { limit: "USD per day", retry_after_s: (day + DAY - now_s).max(1) as u64 });
+                return Ok(Admission::Refused {
+                    limit: "USD per day",
+                    retry_after_s: (day + DAY - now_s).max(1) as u64,
+                });
             }
         }
         if let Some(rpm) = limits.rpm {
@@ -98,7 +107,10 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
             if counted.is_none() {
-                return Ok(Admission::Refused { limit: "requests per minute", retry_after_s: to_minute_end });
+                return Ok(Admission::Refused {
+                    limit: "requests per minute",
+                    retry_after_s: to_minute_end,
+                });
             }
         }
         Ok(Admission::Admitted)

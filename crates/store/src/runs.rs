@@ -181,17 +181,38 @@ impl Store {
         .await?;
         let mut groups: std::collections::BTreeMap<(String, String), Vec<&sqlx::any::AnyRow>> = Default::default();
         for row in &rows {
-            groups.entry((row.try_get("task")?, row.try_get("day")?)).or_default().push(row);
+            groups
+                .entry((row.try_get("task")?, row.try_get("day")?))
+                .or_default()
+                .push(row);
         }
         let mut out = Vec::new();
         for ((task, day), rows) in groups {
             let n = rows.len() as f64;
-            let mut lat: Vec<f64> = rows.iter().map(|r| r.try_get::<f64, _>("latency_ms")).collect::<Result<_, _>>()?;
+            let mut lat: Vec<f64> = rows
+                .iter()
+                .map(|r| r.try_get::<f64, _>("latency_ms"))
+                .collect::<Result<_, _>>()?;
             lat.sort_by(f64::total_cmp);
-            let cost: f64 = rows.iter().map(|r| r.try_get::<f64, _>("cost_usd")).sum::<Result<f64, _>>()?;
-            let esc = rows.iter().map(|r| r.try_get::<i64, _>("escalated")).filter(|e| matches!(e, Ok(1))).count() as f64;
-            let err = rows.iter().map(|r| r.try_get::<String, _>("outcome")).filter(|o| matches!(o.as_deref(), Ok("error"))).count() as f64;
-            let blocked = rows.iter().map(|r| r.try_get::<String, _>("outcome")).filter(|o| matches!(o.as_deref(), Ok("blocked"))).count() as u64;
+            let cost: f64 = rows
+                .iter()
+                .map(|r| r.try_get::<f64, _>("cost_usd"))
+                .sum::<Result<f64, _>>()?;
+            let esc = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>("escalated"))
+                .filter(|e| matches!(e, Ok(1)))
+                .count() as f64;
+            let err = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("outcome"))
+                .filter(|o| matches!(o.as_deref(), Ok("error")))
+                .count() as f64;
+            let blocked = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("outcome"))
+                .filter(|o| matches!(o.as_deref(), Ok("blocked")))
+                .count() as u64;
             let mut by_tier = BTreeMap::new();
             let mut guard = BTreeMap::new();
             for r in &rows {

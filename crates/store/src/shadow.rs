@@ -110,8 +110,12 @@ impl DriftRule {
     /// The reason for an alert, or `None` when the rolling agreement is fine (or too thin).
     pub fn judge(&self, task: &str, rolling_samples: usize, rolling: Option<f64>) -> Option<String> {
         let a = rolling?;
-        (rolling_samples >= self.min_samples.max(1) && a < self.min_agreement)
-            .then(|| format!("{task}: shadow agreement {a:.3} over the last {rolling_samples} samples is below {:.3}", self.min_agreement))
+        (rolling_samples >= self.min_samples.max(1) && a < self.min_agreement).then(|| {
+            format!(
+                "{task}: shadow agreement {a:.3} over the last {rolling_samples} samples is below {:.3}",
+                self.min_agreement
+            )
+        })
     }
 }
 
@@ -223,12 +227,17 @@ impl Store {
 
     /// Mean agreement of the task's last `window` scored shadow samples, and how many there were.
     pub async fn shadow_rolling(&self, task: &str, window: usize) -> Result<(usize, Option<f64>), StoreError> {
-        let rows = sqlx::query("SELECT agreement FROM shadow_runs WHERE task = $1 AND agreement IS NOT NULL ORDER BY ts_ms DESC LIMIT $2")
-            .bind(task)
-            .bind(window as i64)
-            .fetch_all(self.pool())
-            .await?;
-        let xs: Vec<f64> = rows.iter().map(|r| r.try_get::<f64, _>("agreement")).collect::<Result<_, _>>()?;
+        let rows = sqlx::query(
+            "SELECT agreement FROM shadow_runs WHERE task = $1 AND agreement IS NOT NULL ORDER BY ts_ms DESC LIMIT $2",
+        )
+        .bind(task)
+        .bind(window as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let xs: Vec<f64> = rows
+            .iter()
+            .map(|r| r.try_get::<f64, _>("agreement"))
+            .collect::<Result<_, _>>()?;
         let mean = (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
         Ok((xs.len(), mean))
     }
@@ -258,11 +267,13 @@ impl Store {
 
     /// Re-evaluations of a task, newest first, at most `limit`.
     pub async fn reevals(&self, task: &str, limit: i64) -> Result<Vec<ReevalRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {REEVAL_COLS} FROM reevals WHERE task = $1 ORDER BY ts_ms DESC, id LIMIT $2"))
-            .bind(task)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REEVAL_COLS} FROM reevals WHERE task = $1 ORDER BY ts_ms DESC, id LIMIT $2"
+        ))
+        .bind(task)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(reeval_of).collect()
     }
 
@@ -280,8 +291,13 @@ impl Store {
 
     /// Tasks with any shadow run or re-eval.
     pub async fn drift_tasks(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT task FROM shadow_runs UNION SELECT DISTINCT task FROM reevals").fetch_all(self.pool()).await?;
-        let mut tasks: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>("task")).collect::<Result<_, _>>()?;
+        let rows = sqlx::query("SELECT DISTINCT task FROM shadow_runs UNION SELECT DISTINCT task FROM reevals")
+            .fetch_all(self.pool())
+            .await?;
+        let mut tasks: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("task"))
+            .collect::<Result<_, _>>()?;
         tasks.sort();
         Ok(tasks)
     }
@@ -289,11 +305,13 @@ impl Store {
     /// A task's shadow samples per day since `since_ms`, its rolling agreement, its newest
     /// re-eval, and whether either signal is an alert under `rule`.
     pub async fn drift(&self, task: &str, since_ms: i64, rule: &DriftRule) -> Result<DriftSummary, StoreError> {
-        let rows = sqlx::query("SELECT day, agreement, cost_usd FROM shadow_runs WHERE task = $1 AND ts_ms >= $2 ORDER BY day")
-            .bind(task)
-            .bind(since_ms)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT day, agreement, cost_usd FROM shadow_runs WHERE task = $1 AND ts_ms >= $2 ORDER BY day",
+        )
+        .bind(task)
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
         let mut by_day: BTreeMap<String, (u64, u64, Vec<f64>, f64)> = BTreeMap::new();
         for r in &rows {
             let e = by_day.entry(r.try_get("day")?).or_default();
@@ -306,13 +324,26 @@ impl Store {
         }
         let days: Vec<ShadowDay> = by_day
             .into_iter()
-            .map(|(day, (samples, errors, xs, cost_usd))| ShadowDay { day, samples, errors, agreement: (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64), cost_usd })
+            .map(|(day, (samples, errors, xs, cost_usd))| ShadowDay {
+                day,
+                samples,
+                errors,
+                agreement: (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64),
+                cost_usd,
+            })
             .collect();
         let (rolling_samples, rolling_agreement) = self.shadow_rolling(task, rule.window).await?;
         let reeval = self.reevals(task, 1).await?.pop();
-        let mut reasons: Vec<String> = rule.judge(task, rolling_samples, rolling_agreement).into_iter().collect();
+        let mut reasons: Vec<String> = rule
+            .judge(task, rolling_samples, rolling_agreement)
+            .into_iter()
+            .collect();
         if let Some(r) = reeval.as_ref().filter(|r| r.alert) {
-            reasons.push(r.reason.clone().unwrap_or_else(|| format!("{task}: re-evaluation quality dropped")));
+            reasons.push(
+                r.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{task}: re-evaluation quality dropped")),
+            );
         }
         Ok(DriftSummary {
             task: task.to_owned(),
@@ -335,11 +366,18 @@ mod tests {
 
     #[test]
     fn drift_needs_enough_samples_below_the_bar() {
-        let rule = DriftRule { window: 50, min_samples: 10, min_agreement: 0.8 };
+        let rule = DriftRule {
+            window: 50,
+            min_samples: 10,
+            min_agreement: 0.8,
+        };
         assert!(rule.judge("t", 9, Some(0.1)).is_none(), "too few samples to judge");
         assert!(rule.judge("t", 10, Some(0.8)).is_none(), "at the bar is fine");
         assert!(rule.judge("t", 0, None).is_none());
         let r = rule.judge("t", 10, Some(0.5)).unwrap();
-        assert!(r.contains("0.500") && r.contains("10 samples") && r.contains("0.800"), "{r}");
+        assert!(
+            r.contains("0.500") && r.contains("10 samples") && r.contains("0.800"),
+            "{r}"
+        );
     }
 }

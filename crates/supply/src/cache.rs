@@ -127,18 +127,11 @@ impl Cache {
         let path = self.entry_path(entry);
         match (&entry.kind, &entry.source) {
             (EntryKind::Gguf, _) => (path, entry.sha256.clone()),
+            (_, Source::PypiFolder { key_file: Some(k), .. }) => (path.join(k), entry.sha256.clone()),
             (
                 _,
                 Source::PypiFolder {
-                    key_file: Some(k), ..
-                },
-            ) => (path.join(k), entry.sha256.clone()),
-            (
-                _,
-                Source::PypiFolder {
-                    wheel,
-                    key_file: None,
-                    ..
+                    wheel, key_file: None, ..
                 },
             ) => (path, wheel.sha256.clone()),
             _ => (path, entry.sha256.clone()),
@@ -151,18 +144,12 @@ impl Cache {
         let Ok(meta) = fs::metadata(&path) else {
             return CacheStatus::Missing;
         };
-        let bytes = if meta.is_dir() {
-            dir_size(&path)
-        } else {
-            meta.len()
-        };
+        let bytes = if meta.is_dir() { dir_size(&path) } else { meta.len() };
         let (target, want) = self.marker_target(entry);
         let marker = verify::read_marker(&target);
         let size_ok = match (entry.kind, entry.size) {
             (EntryKind::Dataset, _) | (_, None) => true,
-            (_, Some(size)) => fs::metadata(&target)
-                .map(|m| m.len() == size)
-                .unwrap_or(false),
+            (_, Some(size)) => fs::metadata(&target).map(|m| m.len() == size).unwrap_or(false),
         };
         let digest_ok = match (want, marker) {
             (Some(w), Some(m)) => w.eq_ignore_ascii_case(&m),
@@ -181,13 +168,7 @@ impl Cache {
     pub fn verify(&self, entry: &CatalogEntry, progress: &dyn Progress) -> Result<bool, PullError> {
         let (target, want) = self.marker_target(entry);
         match (&entry.kind, &entry.source) {
-            (EntryKind::Gguf, _)
-            | (
-                _,
-                Source::PypiFolder {
-                    key_file: Some(_), ..
-                },
-            ) => verify::check_existing(
+            (EntryKind::Gguf, _) | (_, Source::PypiFolder { key_file: Some(_), .. }) => verify::check_existing(
                 &target,
                 Expect {
                     size: entry.size,
@@ -258,17 +239,11 @@ pub fn resolve_model(cache: &Cache, id_or_path: &str) -> Result<PathBuf, PullErr
 }
 
 /// [`resolve_model`] against a given catalog.
-pub fn resolve_model_in(
-    cache: &Cache,
-    catalog: &Catalog,
-    id_or_path: &str,
-) -> Result<PathBuf, PullError> {
+pub fn resolve_model_in(cache: &Cache, catalog: &Catalog, id_or_path: &str) -> Result<PathBuf, PullError> {
     if let Some(entry) = catalog.get(id_or_path) {
         let path = cache.entry_path(entry);
         return match cache.status(entry) {
-            CacheStatus::Missing => Err(PullError::NotCached {
-                id: entry.id.clone(),
-            }),
+            CacheStatus::Missing => Err(PullError::NotCached { id: entry.id.clone() }),
             CacheStatus::Present { bytes, .. } => {
                 if let (EntryKind::Gguf, Some(size)) = (entry.kind, entry.size) {
                     if bytes != size {
@@ -295,9 +270,7 @@ pub fn resolve_model_in(
         return Ok(p.to_path_buf());
     }
     if crate::spec::looks_like_path(id_or_path) {
-        return Err(PullError::LocalNotFound {
-            path: p.to_path_buf(),
-        });
+        return Err(PullError::LocalNotFound { path: p.to_path_buf() });
     }
     Err(PullError::UnknownModel {
         id: id_or_path.to_string(),
@@ -311,10 +284,7 @@ pub fn resolve_model_in(
 /// when the file's size and mtime still match the stamp recorded with it, else the file is
 /// hashed again and a mismatch is [`PullError::ChangedSinceVerified`]. `Ok(None)` when no
 /// marker vouches for it (a file never verified).
-pub fn verified_model_digest(
-    path: &Path,
-    progress: &dyn Progress,
-) -> Result<Option<String>, PullError> {
+pub fn verified_model_digest(path: &Path, progress: &dyn Progress) -> Result<Option<String>, PullError> {
     if !path.is_dir() {
         return verify::verified_digest(path, progress);
     }
@@ -376,10 +346,7 @@ mod tests {
             c.model_file("smollm2-135m"),
             PathBuf::from("/r/models/smollm2-135m/model.gguf")
         );
-        assert_eq!(
-            c.model_dir("minilm-l6"),
-            PathBuf::from("/r/models/minilm-l6")
-        );
+        assert_eq!(c.model_dir("minilm-l6"), PathBuf::from("/r/models/minilm-l6"));
         assert_eq!(c.dataset_dir("bbc-news"), PathBuf::from("/r/data/bbc-news"));
         let cat = Catalog::builtin();
         assert_eq!(
@@ -432,8 +399,7 @@ mod tests {
     #[test]
     fn from_env_default_root_ends_with_rightsize() {
         assert!(
-            Cache::default_root().ends_with(".cache/rightsize")
-                || Cache::default_root().ends_with(".rightsize-cache")
+            Cache::default_root().ends_with(".cache/rightsize") || Cache::default_root().ends_with(".rightsize-cache")
         );
     }
 }

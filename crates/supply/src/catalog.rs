@@ -261,7 +261,8 @@ fn builtin_entries() -> Vec<CatalogEntry> {
         CatalogEntry {
             id: "bbc-news".into(),
             kind: EntryKind::Dataset,
-            description: "BBC News: 2,225 articles in 5 labels (business, entertainment, politics, sports, tech)".into(),
+            description: "BBC News: 2,225 articles in 5 labels (business, entertainment, politics, sports, tech)"
+                .into(),
             license: "research use only".into(),
             size: None,
             sha256: None,
@@ -297,17 +298,13 @@ mod tests {
         for e in Catalog::builtin().entries() {
             let mut digests: Vec<&String> = e.sha256.iter().collect();
             match &e.source {
-                Source::PypiFile { parts } => {
-                    digests.extend(parts.iter().filter_map(|p| p.wheel.sha256.as_ref()))
-                }
+                Source::PypiFile { parts } => digests.extend(parts.iter().filter_map(|p| p.wheel.sha256.as_ref())),
                 Source::PypiFolder { wheel, .. } => digests.extend(wheel.sha256.iter()),
                 _ => {}
             }
             for d in digests {
                 assert_eq!(d.len(), 64, "{}", e.id);
-                assert!(d
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+                assert!(d.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
             }
         }
     }

@@ -53,12 +53,7 @@ pub(crate) struct DownloadJob<'a> {
 }
 
 /// Sends a GET, mapping transport failures to [`PullError::Network`].
-pub(crate) fn send(
-    client: &Client,
-    url: &str,
-    range_from: u64,
-    bearer: Option<&str>,
-) -> Result<Response, PullError> {
+pub(crate) fn send(client: &Client, url: &str, range_from: u64, bearer: Option<&str>) -> Result<Response, PullError> {
     let mut req = client.get(url);
     if range_from > 0 {
         req = req.header(RANGE, format!("bytes={range_from}-"));
@@ -95,9 +90,7 @@ pub(crate) fn parse_content_range(v: &str) -> (Option<u64>, Option<u64>) {
     };
     let rest = rest.trim();
     let (range, total) = rest.split_once('/').unwrap_or((rest, "*"));
-    let start = range
-        .split_once('-')
-        .and_then(|(s, _)| s.trim().parse().ok());
+    let start = range.split_once('-').and_then(|(s, _)| s.trim().parse().ok());
     (start, total.trim().parse().ok())
 }
 
@@ -119,11 +112,7 @@ fn file_len(path: &Path) -> u64 {
 /// On success `<dest>` exists (replacing any older file, whose marker is removed)
 /// and `<dest>.partial` does not. On a checksum or size mismatch the partial file
 /// is deleted. On an interruption it is kept.
-pub(crate) fn download(
-    client: &Client,
-    job: DownloadJob<'_>,
-    progress: &dyn Progress,
-) -> Result<String, PullError> {
+pub(crate) fn download(client: &Client, job: DownloadJob<'_>, progress: &dyn Progress) -> Result<String, PullError> {
     let partial = append_ext(job.dest, "partial");
     if let Some(parent) = job.dest.parent() {
         fs::create_dir_all(parent).map_err(PullError::io("create directory", parent))?;
@@ -175,10 +164,7 @@ pub(crate) fn download(
             }
             StatusCode::OK => {
                 if have > 0 {
-                    tracing::info!(
-                        url = job.url,
-                        "server ignored the range request; starting over"
-                    );
+                    tracing::info!(url = job.url, "server ignored the range request; starting over");
                 }
                 let file = File::create(&partial).map_err(PullError::io("create", &partial))?;
                 (Sha256::new(), file, 0)
@@ -245,12 +231,7 @@ pub(crate) fn download(
         }
         match finish(&partial, job, hasher, received) {
             Err(PullError::ChecksumMismatch { .. }) if resumed_from > 0 && !restarted => {
-                restart(
-                    &partial,
-                    job.url,
-                    &mut restarted,
-                    "the resumed file did not verify",
-                )?;
+                restart(&partial, job.url, &mut restarted, "the resumed file did not verify")?;
                 continue;
             }
             other => return other,
@@ -322,12 +303,7 @@ fn copy_body(
 }
 
 /// Checks size and digest of a complete partial file, then renames it into place.
-fn finish(
-    partial: &Path,
-    job: DownloadJob<'_>,
-    hasher: Sha256,
-    received: u64,
-) -> Result<String, PullError> {
+fn finish(partial: &Path, job: DownloadJob<'_>, hasher: Sha256, received: u64) -> Result<String, PullError> {
     if let Some(size) = job.expect.size {
         if received != size {
             verify::remove_if_exists(partial)?;
@@ -353,10 +329,7 @@ mod tests {
 
     #[test]
     fn content_range_forms() {
-        assert_eq!(
-            parse_content_range("bytes 100-199/200"),
-            (Some(100), Some(200))
-        );
+        assert_eq!(parse_content_range("bytes 100-199/200"), (Some(100), Some(200)));
         assert_eq!(parse_content_range("bytes */200"), (None, Some(200)));
         assert_eq!(parse_content_range("bytes 0-9/*"), (Some(0), None));
         assert_eq!(parse_content_range("items 1-2/3"), (None, None));

@@ -191,11 +191,7 @@ impl PullError {
     /// for use with `map_err`.
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PullError {
         let path = path.to_path_buf();
-        move |source| PullError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| PullError::Io { action, path, source }
     }
 
     /// True when running the same pull again may succeed by resuming.

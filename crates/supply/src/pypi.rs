@@ -100,11 +100,7 @@ pub(crate) fn find_wheel(client: &Client, base: &str, wheel: &Wheel) -> Result<W
     pick_wheel(files, &url, wheel)
 }
 
-fn pick_wheel(
-    files: Vec<IndexFile>,
-    index_url: &str,
-    wheel: &Wheel,
-) -> Result<WheelFile, PullError> {
+fn pick_wheel(files: Vec<IndexFile>, index_url: &str, wheel: &Wheel) -> Result<WheelFile, PullError> {
     let mut wheels: Vec<IndexFile> = files
         .into_iter()
         .filter(|f| f.packagetype == "bdist_wheel" || f.filename.ends_with(".whl"))
@@ -123,10 +119,7 @@ fn pick_wheel(
             reason: format!("{} has no sha256 digest", f.filename),
         });
     };
-    if !crate::verify::is_sha256_hex(&sha256)
-        || f.filename.contains(['/', '\\'])
-        || f.filename.starts_with('.')
-    {
+    if !crate::verify::is_sha256_hex(&sha256) || f.filename.contains(['/', '\\']) || f.filename.starts_with('.') {
         return Err(PullError::Index {
             url: index_url.to_string(),
             reason: format!("malformed entry for {}", f.filename),
@@ -145,10 +138,7 @@ fn pick_wheel(
 }
 
 /// GETs JSON; `Ok(None)` on 404.
-fn get_json<T: for<'de> Deserialize<'de>>(
-    client: &Client,
-    url: &str,
-) -> Result<Option<T>, PullError> {
+fn get_json<T: for<'de> Deserialize<'de>>(client: &Client, url: &str) -> Result<Option<T>, PullError> {
     let resp = send(client, url, 0, None)?;
     match resp.status() {
         StatusCode::NOT_FOUND => Ok(None),
@@ -157,12 +147,10 @@ fn get_json<T: for<'de> Deserialize<'de>>(
                 url: url.to_string(),
                 detail: chain(&e),
             })?;
-            serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| PullError::Index {
-                    url: url.to_string(),
-                    reason: format!("unreadable JSON: {e}"),
-                })
+            serde_json::from_slice(&body).map(Some).map_err(|e| PullError::Index {
+                url: url.to_string(),
+                reason: format!("unreadable JSON: {e}"),
+            })
         }
         s => Err(status_error(url, s)),
     }
@@ -217,11 +205,7 @@ enum CopyError {
     Write(io::Error),
 }
 
-fn copy_reader(
-    r: &mut dyn Read,
-    w: &mut dyn Write,
-    progress: &dyn Progress,
-) -> Result<u64, CopyError> {
+fn copy_reader(r: &mut dyn Read, w: &mut dyn Write, progress: &dyn Progress) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     loop {
@@ -271,10 +255,7 @@ pub(crate) fn extract_folder(
                 .map(|e| e.size())
         })
         .sum();
-    progress.start(
-        Some(total),
-        &format!("extracting {}", prefix.trim_end_matches('/')),
-    );
+    progress.start(Some(total), &format!("extracting {}", prefix.trim_end_matches('/')));
     let mut out = Extracted {
         files: 0,
         bytes: 0,
@@ -365,11 +346,7 @@ mod tests {
         let w = pick_wheel(
             vec![
                 file("p-1.tar.gz", "sdist", Some(&sha)),
-                file(
-                    "p-1-cp312-cp312-linux_x86_64.whl",
-                    "bdist_wheel",
-                    Some(&sha),
-                ),
+                file("p-1-cp312-cp312-linux_x86_64.whl", "bdist_wheel", Some(&sha)),
                 file("p-1-py3-none-any.whl", "bdist_wheel", Some(&sha)),
             ],
             "https://pypi.example/pypi/p/json",
@@ -385,12 +362,7 @@ mod tests {
         let sha = "b".repeat(64);
         let mut f = file("p-1-py3-none-any.whl", "bdist_wheel", Some(&sha));
         f.url = "/files/p-1-py3-none-any.whl".into();
-        let w = pick_wheel(
-            vec![f],
-            "http://127.0.0.1:9/pypi/p/json",
-            &Wheel::new("p", "1"),
-        )
-        .unwrap();
+        let w = pick_wheel(vec![f], "http://127.0.0.1:9/pypi/p/json", &Wheel::new("p", "1")).unwrap();
         assert_eq!(w.url, "http://127.0.0.1:9/files/p-1-py3-none-any.whl");
         let err = pick_wheel(
             vec![file("p-1-py3-none-any.whl", "bdist_wheel", None)],

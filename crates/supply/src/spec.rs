@@ -58,16 +58,12 @@ impl PullSpec {
         let p = Path::new(spec);
         if p.exists() {
             if !p.is_file() {
-                return Err(PullError::LocalNotFound {
-                    path: p.to_path_buf(),
-                });
+                return Err(PullError::LocalNotFound { path: p.to_path_buf() });
             }
             return Ok(PullSpec::Local(p.to_path_buf()));
         }
         if looks_like_path(spec) {
-            return Err(PullError::LocalNotFound {
-                path: p.to_path_buf(),
-            });
+            return Err(PullError::LocalNotFound { path: p.to_path_buf() });
         }
         Err(PullError::UnknownModel {
             id: spec.to_string(),
@@ -93,8 +89,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), PullError> {
     } else {
         Err(PullError::InvalidSpec {
             spec: id.to_string(),
-            reason: "an id is 1 to 100 of letters, digits, `.`, `_`, `-`, not starting with `.`"
-                .into(),
+            reason: "an id is 1 to 100 of letters, digits, `.`, `_`, `-`, not starting with `.`".into(),
         })
     }
 }
@@ -167,17 +162,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_hf_specs() {
-        for s in [
-            "hf:o/r",
-            "hf:o//m.gguf",
-            "hf:o/r/m.gguf@",
-            "hf:o/r/../m.gguf",
-        ] {
+        for s in ["hf:o/r", "hf:o//m.gguf", "hf:o/r/m.gguf@", "hf:o/r/../m.gguf"] {
             assert!(
-                matches!(
-                    PullSpec::parse(s, &cat()),
-                    Err(PullError::InvalidSpec { .. })
-                ),
+                matches!(PullSpec::parse(s, &cat()), Err(PullError::InvalidSpec { .. })),
                 "{s}"
             );
         }

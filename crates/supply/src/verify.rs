@@ -216,11 +216,7 @@ pub(crate) struct Expect<'a> {
 /// * no expected digest: yes if a marker exists; otherwise hash, record, and say yes.
 ///
 /// Returns `Ok(false)` when the file is missing or does not match.
-pub(crate) fn check_existing(
-    path: &Path,
-    expect: Expect<'_>,
-    progress: &dyn Progress,
-) -> Result<bool, PullError> {
+pub(crate) fn check_existing(path: &Path, expect: Expect<'_>, progress: &dyn Progress) -> Result<bool, PullError> {
     let Ok(meta) = fs::metadata(path) else {
         return Ok(false);
     };
@@ -258,12 +254,7 @@ pub(crate) fn check_existing(
 
 /// Compares a computed digest with an expected one; on mismatch deletes `file`
 /// and returns an error naming both.
-pub(crate) fn ensure_digest(
-    what: &str,
-    expected: &str,
-    actual: &str,
-    file: &Path,
-) -> Result<(), PullError> {
+pub(crate) fn ensure_digest(what: &str, expected: &str, actual: &str, file: &Path) -> Result<(), PullError> {
     if expected.eq_ignore_ascii_case(actual) {
         Ok(())
     } else {
@@ -355,15 +346,7 @@ mod tests {
         fs::write(&f, b"jello").unwrap();
         write_marker(&f, HELLO).unwrap();
         // Wrong size: rejected without hashing.
-        assert!(!check_existing(
-            &f,
-            Expect {
-                size: Some(6),
-                ..exp
-            },
-            &NoProgress
-        )
-        .unwrap());
+        assert!(!check_existing(&f, Expect { size: Some(6), ..exp }, &NoProgress).unwrap());
         // Stale marker (different expected digest): re-hash, mismatch, marker removed.
         let other = "0".repeat(64);
         assert!(!check_existing(
@@ -448,10 +431,7 @@ mod tests {
         .unwrap());
         assert_eq!(hashed.starts(), 1);
         for _ in 0..3 {
-            assert_eq!(
-                verified_digest(&f, &hashed).unwrap().as_deref(),
-                Some(HELLO)
-            );
+            assert_eq!(verified_digest(&f, &hashed).unwrap().as_deref(), Some(HELLO));
         }
         assert_eq!(hashed.starts(), 1, "an untouched file is not hashed again");
 
@@ -463,11 +443,7 @@ mod tests {
         assert_eq!(hashed.starts(), 2);
         let jello = sha256_file(&f, &NoProgress).unwrap();
         match &err {
-            PullError::ChangedSinceVerified {
-                path,
-                expected,
-                actual,
-            } => {
+            PullError::ChangedSinceVerified { path, expected, actual } => {
                 assert_eq!((path, expected.as_str(), actual), (&f, HELLO, &jello));
             }
             other => panic!("{other}"),
@@ -486,14 +462,8 @@ mod tests {
         fs::write(&f, b"hello").unwrap();
         set_mtime(&f, mtime + std::time::Duration::from_secs(9));
         let before = hashed.starts();
-        assert_eq!(
-            verified_digest(&f, &hashed).unwrap().as_deref(),
-            Some(HELLO)
-        );
-        assert_eq!(
-            verified_digest(&f, &hashed).unwrap().as_deref(),
-            Some(HELLO)
-        );
+        assert_eq!(verified_digest(&f, &hashed).unwrap().as_deref(), Some(HELLO));
+        assert_eq!(verified_digest(&f, &hashed).unwrap().as_deref(), Some(HELLO));
         assert_eq!(hashed.starts(), before + 1);
     }
 
@@ -504,14 +474,8 @@ mod tests {
         fs::write(&f, b"hello").unwrap();
         fs::write(marker_path(&f), format!("{HELLO}\n")).unwrap(); // written before stamps
         let hashed = Counting::default();
-        assert_eq!(
-            verified_digest(&f, &hashed).unwrap().as_deref(),
-            Some(HELLO)
-        );
-        assert_eq!(
-            verified_digest(&f, &hashed).unwrap().as_deref(),
-            Some(HELLO)
-        );
+        assert_eq!(verified_digest(&f, &hashed).unwrap().as_deref(), Some(HELLO));
+        assert_eq!(verified_digest(&f, &hashed).unwrap().as_deref(), Some(HELLO));
         assert_eq!(hashed.starts(), 1);
         assert_eq!(read_marker_stamped(&f).unwrap().1, Stamp::of(&f));
         // A stamp-less marker that does not match the file is refused, not re-recorded.
@@ -544,10 +508,7 @@ mod tests {
         fs::write(&f, b"hello world").unwrap();
         let mut h = sha256_prefix(&f, 5).unwrap();
         h.update(b" world");
-        assert_eq!(
-            hex::encode(h.finalize()),
-            sha256_file(&f, &NoProgress).unwrap()
-        );
+        assert_eq!(hex::encode(h.finalize()), sha256_file(&f, &NoProgress).unwrap());
         assert!(sha256_prefix(&f, 50).is_err());
     }
 

@@ -10,12 +10,88 @@
 //!   end how many tests did not really run.
 //!
 //! The skip log is `$RIGHTSIZE_SKIP_LOG` when set, else `<workspace>/target/skipped.txt`.
+//!
+//! And what the tests of several crates look up alike: where the set-up pulled the real
+//! models ([`cache_root`], [`model_file`], [`minilm_dir`]), the Python with the `openai`
+//! client ([`python`]) and, with the `minilm` feature, the MiniLM encoder itself, loaded once
+//! per test binary and shared by its tests ([`minilm`], [`require_minilm!`]).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 /// Environment variable naming the skip log.
 pub const SKIP_LOG_ENV: &str = "RIGHTSIZE_SKIP_LOG";
+
+/// The model cache the tests read: `$RIGHTSIZE_CACHE` when set and not empty, else
+/// `~/.cache/rightsize` (where `supply::Cache::from_env` looks, without depending on it).
+pub fn cache_root() -> PathBuf {
+    match std::env::var_os("RIGHTSIZE_CACHE") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/rightsize"),
+    }
+}
+
+/// A pulled catalog model's GGUF file in [`cache_root`] (it may be missing).
+pub fn model_file(id: &str) -> PathBuf {
+    cache_root().join("models").join(id).join("model.gguf")
+}
+
+/// The all-MiniLM-L6-v2 directory: the first of `$RIGHTSIZE_CACHE/models/minilm-l6` and
+/// `~/.cache/rightsize/models/minilm-l6` that holds the weights, else `None`.
+pub fn minilm_dir() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(cache) = std::env::var_os("RIGHTSIZE_CACHE") {
+        candidates.push(PathBuf::from(cache).join("models/minilm-l6"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cache/rightsize/models/minilm-l6"));
+    }
+    candidates.into_iter().find(|d| d.join("model.safetensors").is_file())
+}
+
+/// The real all-MiniLM-L6-v2 encoder (loaded once per test binary), or `None` when
+/// [`minilm_dir`] finds no model.
+#[cfg(feature = "minilm")]
+pub fn minilm() -> Option<std::sync::Arc<encoder::Encoder>> {
+    static ENC: std::sync::OnceLock<Option<std::sync::Arc<encoder::Encoder>>> = std::sync::OnceLock::new();
+    ENC.get_or_init(|| {
+        let dir = minilm_dir()?;
+        let enc = encoder::Encoder::load(&dir, encoder::EncoderOptions::default())
+            .expect("loading the cached minilm-l6 model");
+        Some(std::sync::Arc::new(enc))
+    })
+    .clone()
+}
+
+/// The shared MiniLM encoder ([`minilm`]), or [`skip_or_fail`] and `return` from the calling test.
+#[cfg(feature = "minilm")]
+#[macro_export]
+macro_rules! require_minilm {
+    () => {
+        match $crate::minilm() {
+            Some(e) => e,
+            None => {
+                $crate::skip_or_fail("minilm-l6 not found under $RIGHTSIZE_CACHE/models or ~/.cache/rightsize/models");
+                return;
+            }
+        }
+    };
+}
+
+/// The Python with the official `openai` client: `$RIGHTSIZE_PYTHON` (scripts/setup.sh's
+/// virtual environment, which scripts/test.sh exports), else that environment at its default
+/// place (`target/py`), else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("RIGHTSIZE_PYTHON").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/py/bin/python"));
+    if venv.is_file() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
 
 /// True when running under CI: `CI` is set to `true` or `1` (any case).
 pub fn in_ci() -> bool {
@@ -112,10 +188,15 @@ mod tests {
         let dir = tempfile_dir();
         let log = dir.join("skipped.txt");
         for ci in ["true", "TRUE", "1"] {
-            let r = with_env(Some(ci), &log, || std::panic::catch_unwind(|| skip_or_fail("postgres not reachable")));
+            let r = with_env(Some(ci), &log, || {
+                std::panic::catch_unwind(|| skip_or_fail("postgres not reachable"))
+            });
             let msg = r.expect_err("CI must fail the test");
             let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
-            assert!(msg.contains("postgres not reachable") && msg.contains("CI=true"), "{msg}");
+            assert!(
+                msg.contains("postgres not reachable") && msg.contains("CI=true"),
+                "{msg}"
+            );
         }
         assert!(!log.exists(), "nothing logged as skipped under CI");
         // CI=false is not CI.
@@ -125,7 +206,8 @@ mod tests {
     }
 
     fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("testkit-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+        let d = std::env::temp_dir()
+            .join(format!("testkit-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
         std::fs::create_dir_all(&d).unwrap();
         d
     }

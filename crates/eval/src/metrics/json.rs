@@ -35,7 +35,11 @@ fn walk(v: &Value, path: String, out: &mut Vec<(String, FlatValue)>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(child, p, out);
             }
         }
@@ -72,10 +76,31 @@ pub struct FieldScore {
 impl FieldScore {
     /// Scores from counts.
     pub fn from_counts(tp: usize, predicted: usize, expected: usize) -> FieldScore {
-        let ratio = |num: usize, den: usize| if den == 0 { if predicted + expected == 0 { 1.0 } else { 0.0 } } else { num as f64 / den as f64 };
+        let ratio = |num: usize, den: usize| {
+            if den == 0 {
+                if predicted + expected == 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                num as f64 / den as f64
+            }
+        };
         let (precision, recall) = (ratio(tp, predicted), ratio(tp, expected));
-        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-        FieldScore { tp, predicted, expected, precision, recall, f1 }
+        let f1 = if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
+        FieldScore {
+            tp,
+            predicted,
+            expected,
+            precision,
+            recall,
+            f1,
+        }
     }
 
     /// Micro-average: sums the counts of many items, then scores.
@@ -92,7 +117,8 @@ pub fn json_fields(predicted: &Value, expected: &Value) -> FieldScore {
     let tp = p
         .iter()
         .filter(|(path, v)| {
-            e.binary_search_by(|(ep, _)| ep.as_str().cmp(path.as_str())).is_ok_and(|i| e[i].1 == *v)
+            e.binary_search_by(|(ep, _)| ep.as_str().cmp(path.as_str()))
+                .is_ok_and(|i| e[i].1 == *v)
         })
         .count();
     FieldScore::from_counts(tp, p.len(), e.len())
@@ -102,7 +128,11 @@ pub fn json_fields(predicted: &Value, expected: &Value) -> FieldScore {
 /// Markdown code fence) counts as predicting nothing: precision 0, recall 0.
 pub fn json_fields_text(output: &str, expected: &Value) -> FieldScore {
     let t = output.trim();
-    let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).and_then(|s| s.trim_end().strip_suffix("```")).unwrap_or(t);
+    let t = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|s| s.trim_end().strip_suffix("```"))
+        .unwrap_or(t);
     match serde_json::from_str::<Value>(t.trim()) {
         Ok(v) => json_fields(&v, expected),
         Err(_) => FieldScore::from_counts(0, 0, flatten_json(expected).len().max(1)),

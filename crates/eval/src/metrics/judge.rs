@@ -49,17 +49,33 @@ impl JudgeReport {
             calls: all.len(),
             cost_usd,
             agreement: agree(&all),
-            per_tier: per_tier.iter().map(|(t, p)| TierAgreement { tier: t.clone(), agreement: agree(p) }).collect(),
+            per_tier: per_tier
+                .iter()
+                .map(|(t, p)| TierAgreement {
+                    tier: t.clone(),
+                    agreement: agree(p),
+                })
+                .collect(),
         }
     }
 
     /// The one line the terminal and the HTML report show.
     pub fn line(&self) -> String {
         let agreement = match &self.agreement {
-            Some(a) => format!("agreement {:.1}% · Cohen's kappa {:.2} over {} answers", a.agreement * 100.0, a.kappa, a.n),
+            Some(a) => format!(
+                "agreement {:.1}% · Cohen's kappa {:.2} over {} answers",
+                a.agreement * 100.0,
+                a.kappa,
+                a.n
+            ),
             None => "no answer to compare".into(),
         };
-        format!("judge {} vs {}: {agreement} · judging cost {} (evaluation cost, not in the tiers' cost)", self.judge, self.reference, crate::fmt_cost(self.cost_usd))
+        format!(
+            "judge {} vs {}: {agreement} · judging cost {} (evaluation cost, not in the tiers' cost)",
+            self.judge,
+            self.reference,
+            crate::fmt_cost(self.cost_usd)
+        )
     }
 }
 
@@ -70,15 +86,30 @@ mod tests {
     #[test]
     fn pools_tiers_and_thresholds_both_sides() {
         // Tier a: judge 0.9/0.2/0.7 vs reference 1/0/0 → agree 2 of 3. Tier b: 0.6 vs 1 → agree.
-        let r = JudgeReport::new("local:j", "contains", &[("a".into(), vec![(0.9, 1.0), (0.2, 0.0), (0.7, 0.0)]), ("b".into(), vec![(0.6, 1.0)]), ("c".into(), vec![])], 0.25);
+        let r = JudgeReport::new(
+            "local:j",
+            "contains",
+            &[
+                ("a".into(), vec![(0.9, 1.0), (0.2, 0.0), (0.7, 0.0)]),
+                ("b".into(), vec![(0.6, 1.0)]),
+                ("c".into(), vec![]),
+            ],
+            0.25,
+        );
         let a = r.agreement.unwrap();
         // Pooled: judge passes 3 of 4, reference 2 of 4, agree 3 → p_e = 0.75·0.5 + 0.25·0.5 = 0.5, kappa 0.5.
         assert_eq!((r.calls, a.n), (4, 4));
-        assert!((a.agreement - 0.75).abs() < 1e-12 && (a.kappa - 0.5).abs() < 1e-12, "{a:?}");
+        assert!(
+            (a.agreement - 0.75).abs() < 1e-12 && (a.kappa - 0.5).abs() < 1e-12,
+            "{a:?}"
+        );
         assert!((r.per_tier[0].agreement.unwrap().agreement - 2.0 / 3.0).abs() < 1e-12);
         assert!(r.per_tier[2].agreement.is_none());
         let line = r.line();
-        assert!(line.contains("agreement 75.0%") && line.contains("kappa 0.50") && line.contains("$0.25"), "{line}");
+        assert!(
+            line.contains("agreement 75.0%") && line.contains("kappa 0.50") && line.contains("$0.25"),
+            "{line}"
+        );
         assert!(JudgeReport::new("j", "exact", &[], 0.0).line().contains("no answer"));
     }
 }

@@ -65,13 +65,34 @@ pub fn label_metrics<S: AsRef<str>>(pairs: &[(S, S)]) -> LabelReport {
             let support: usize = confusion[i].iter().sum();
             let predicted: usize = confusion.iter().map(|row| row[i]).sum();
             let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
-            let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-            LabelStats { label: labels[i].clone(), precision, recall, f1, support }
+            let f1 = if precision + recall == 0.0 {
+                0.0
+            } else {
+                2.0 * precision * recall / (precision + recall)
+            };
+            LabelStats {
+                label: labels[i].clone(),
+                precision,
+                recall,
+                f1,
+                support,
+            }
         })
         .collect();
     let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
-    let macro_f1 = if k == 0 { 0.0 } else { per_label.iter().map(|s| s.f1).sum::<f64>() / k as f64 };
-    LabelReport { n: pairs.len(), accuracy: ratio(correct, pairs.len()), macro_f1, labels, per_label, confusion }
+    let macro_f1 = if k == 0 {
+        0.0
+    } else {
+        per_label.iter().map(|s| s.f1).sum::<f64>() / k as f64
+    };
+    LabelReport {
+        n: pairs.len(),
+        accuracy: ratio(correct, pairs.len()),
+        macro_f1,
+        labels,
+        per_label,
+        confusion,
+    }
 }
 
 /// How well a judge agrees with exact labels on the same items.
@@ -92,7 +113,11 @@ pub struct Agreement {
 /// (e.g. the judge's pass/fail against exact-match correctness), item by item.
 pub fn judge_agreement<T: Eq + Hash>(judge: &[T], reference: &[T]) -> Result<Agreement> {
     if judge.len() != reference.len() {
-        return Err(EvalError::Invalid(format!("judge has {} verdicts but reference has {}", judge.len(), reference.len())));
+        return Err(EvalError::Invalid(format!(
+            "judge has {} verdicts but reference has {}",
+            judge.len(),
+            reference.len()
+        )));
     }
     let n = judge.len();
     if n == 0 {
@@ -107,8 +132,17 @@ pub fn judge_agreement<T: Eq + Hash>(judge: &[T], reference: &[T]) -> Result<Agr
     let nf = n as f64;
     let po = agree as f64 / nf;
     let pe: f64 = marg.values().map(|&(a, b)| (a as f64 / nf) * (b as f64 / nf)).sum();
-    let kappa = if (1.0 - pe).abs() < 1e-12 { 1.0 } else { (po - pe) / (1.0 - pe) };
-    Ok(Agreement { n, agreement: po, chance: pe, kappa })
+    let kappa = if (1.0 - pe).abs() < 1e-12 {
+        1.0
+    } else {
+        (po - pe) / (1.0 - pe)
+    };
+    Ok(Agreement {
+        n,
+        agreement: po,
+        chance: pe,
+        kappa,
+    })
 }
 
 #[cfg(test)]
@@ -118,7 +152,15 @@ mod tests {
     #[test]
     fn label_report_by_hand() {
         // expected → predicted: a→a, a→a, a→b, b→b, b→a, c→c, c→x
-        let pairs = [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b"), ("b", "a"), ("c", "c"), ("c", "x")];
+        let pairs = [
+            ("a", "a"),
+            ("a", "a"),
+            ("a", "b"),
+            ("b", "b"),
+            ("b", "a"),
+            ("c", "c"),
+            ("c", "x"),
+        ];
         let r = label_metrics(&pairs);
         assert_eq!(r.labels, ["a", "b", "c", "x"]);
         assert!((r.accuracy - 4.0 / 7.0).abs() < 1e-12);

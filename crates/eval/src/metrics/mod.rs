@@ -28,7 +28,10 @@ pub struct MatchOptions {
 
 impl MatchOptions {
     /// Trim and case-insensitive: the usual choice for labels.
-    pub const LENIENT: MatchOptions = MatchOptions { trim: true, case_insensitive: true };
+    pub const LENIENT: MatchOptions = MatchOptions {
+        trim: true,
+        case_insensitive: true,
+    };
 }
 
 /// Whether `output` equals `expected` under `opts`.
@@ -46,7 +49,10 @@ pub fn exact_match(output: &str, expected: &str, opts: MatchOptions) -> bool {
 
 /// Compiles a pattern, with an error that names it.
 pub fn compile_regex(pattern: &str) -> Result<regex::Regex> {
-    regex::Regex::new(pattern).map_err(|source| EvalError::Regex { pattern: pattern.to_string(), source })
+    regex::Regex::new(pattern).map_err(|source| EvalError::Regex {
+        pattern: pattern.to_string(),
+        source,
+    })
 }
 
 /// Whether `output` contains a match of `re` (anchor with `^…$` for a full match).
@@ -80,8 +86,13 @@ pub fn numeric_match(output: f64, expected: f64, tol: Tolerance) -> bool {
 /// The first number in free text (`"about 1,234.5 kg"` → 1234.5; thousands commas dropped).
 pub fn parse_number(text: &str) -> Option<f64> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| regex::Regex::new(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("valid"));
-    re.find_iter(text).map(|m| m.as_str()).filter(|s| s.chars().any(|c| c.is_ascii_digit())).find_map(|s| s.replace(',', "").parse().ok())
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("valid")
+    });
+    re.find_iter(text)
+        .map(|m| m.as_str())
+        .filter(|s| s.chars().any(|c| c.is_ascii_digit()))
+        .find_map(|s| s.replace(',', "").parse().ok())
 }
 
 /// Cosine similarity; `None` when the lengths differ, a vector is empty or has zero norm.
@@ -152,11 +163,16 @@ impl Metric {
             Metric::Numeric { tol } => {
                 let want = match expected {
                     Expected::Number(n) => *n,
-                    other => parse_number(&other.as_text()).ok_or_else(|| EvalError::Invalid(format!("expected `{}` is not a number", other.as_text())))?,
+                    other => parse_number(&other.as_text())
+                        .ok_or_else(|| EvalError::Invalid(format!("expected `{}` is not a number", other.as_text())))?,
                 };
                 b(parse_number(output).is_some_and(|got| numeric_match(got, want, *tol)))
             }
-            Metric::Embedding { .. } => return Err(EvalError::Invalid("embedding metric needs vectors: use embedding_match".into())),
+            Metric::Embedding { .. } => {
+                return Err(EvalError::Invalid(
+                    "embedding metric needs vectors: use embedding_match".into(),
+                ))
+            }
         })
     }
 }
@@ -168,11 +184,21 @@ mod tests {
     #[test]
     fn exact_regex_numeric_embedding() {
         assert!(exact_match(" Yes\n", "yes", MatchOptions::LENIENT));
-        assert!(!exact_match(" Yes\n", "yes", MatchOptions { trim: true, case_insensitive: false }));
+        assert!(!exact_match(
+            " Yes\n",
+            "yes",
+            MatchOptions {
+                trim: true,
+                case_insensitive: false
+            }
+        ));
         assert!(!exact_match("yes ", "yes", MatchOptions::default()));
         let re = compile_regex(r"^\d{3}-\d{4}$").unwrap();
         assert!(regex_match(&re, "555-1234") && !regex_match(&re, "x555-1234"));
-        assert!(compile_regex("(").unwrap_err().to_string().starts_with("invalid regex `(`"));
+        assert!(compile_regex("(")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid regex `(`"));
         let tol = Tolerance { abs: 0.5, rel: 0.0 };
         assert!(numeric_match(10.4, 10.0, tol) && !numeric_match(10.6, 10.0, tol));
         let tol = Tolerance { abs: 0.0, rel: 0.01 };
@@ -186,7 +212,9 @@ mod tests {
         assert!(embedding_match(&[1.0, 0.0], &[1.0, 1.0], 0.7) && !embedding_match(&[1.0, 0.0], &[1.0, 1.0], 0.75));
         assert!(!embedding_match(&[1.0], &[1.0, 1.0], 0.0));
         assert!(contains_phrase("The capital of Italy is Rome.", "Rome") && contains_phrase("rome", " Rome. "));
-        assert!(!contains_phrase("Romeo", "Rome") && !contains_phrase("18", "8") && contains_phrase("1 + 1 = 2", "1 + 1"));
+        assert!(
+            !contains_phrase("Romeo", "Rome") && !contains_phrase("18", "8") && contains_phrase("1 + 1 = 2", "1 + 1")
+        );
     }
 
     #[test]
@@ -197,7 +225,10 @@ mod tests {
         assert_eq!(m.score("The answer is 42.", &Expected::Number(42.0)).unwrap(), 1.0);
         assert_eq!(m.score("41", &Expected::Number(42.0)).unwrap(), 0.0);
         let m = Metric::Regex { pattern: None };
-        assert_eq!(m.score("id: AB12", &Expected::Text(r"[A-Z]{2}\d{2}".into())).unwrap(), 1.0);
+        assert_eq!(
+            m.score("id: AB12", &Expected::Text(r"[A-Z]{2}\d{2}".into())).unwrap(),
+            1.0
+        );
         let m = Metric::JsonF1;
         let exp: Expected = serde_json::from_str(r#"{"a":1,"b":"x"}"#).unwrap();
         assert_eq!(m.score(r#"{"a":1,"b":"y"}"#, &exp).unwrap(), 0.5);
