@@ -38,6 +38,8 @@ else
   # Build every target the test suite will run, with the test suite's feature resolution:
   # building only `-p rightsize` here would resolve features differently and make
   # `cargo test` compile llama.cpp a second time.
+  # The test command's lint gate (scripts/test.sh) needs rustfmt and clippy.
+  if command -v rustup >/dev/null 2>&1; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
   cargo build --locked --workspace --all-targets
   bin=target/debug/rightsize
 fi

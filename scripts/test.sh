@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev
+# The lint gate: formatting (rustfmt.toml) and clippy with warnings as errors. The lints the
+# tree allows on purpose are named in the workspace Cargo.toml's [workspace.lints.clippy].
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 # llama.cpp's llama-server and llama-bench, the benchmark tests' peer: built once (minutes on
 # two cores), then kept (PEER_KEEP=1: no rebuild when llama-cpp-python releases a new version).
 PEER_KEEP=1 bench/build-peer.sh
