@@ -37,7 +37,7 @@ pub struct Model {
 
 /// Host memory a parsed model holds besides its weights, per vocabulary entry: llama.cpp's
 /// token table, text-to-id map, BPE merge ranks and piece cache. Measured with the allocator
-/// (`engine/tests/sleep.rs`, glibc's `mallinfo2` around a load): 262–314 B for SmolLM2 (49k
+/// (`engine/tests/it/sleep.rs`, glibc's `mallinfo2` around a load): 262–314 B for SmolLM2 (49k
 /// tokens) and Qwen2.5 (152k).
 pub const ASLEEP_BYTES_PER_TOKEN: u64 = 384;
 

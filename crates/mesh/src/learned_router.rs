@@ -16,7 +16,7 @@
 //! cascade.
 //!
 //! Named `learned_router` (not `router`) so it is not taken for an HTTP router such as the
-//! server's `routes::router`: this one is a trained model that picks a ladder's first tier.
+//! server's `routes::app` (the axum router): this one is a trained model that picks a ladder's first tier.
 
 use crate::error::MeshError;
 use crate::examples;
